@@ -1,0 +1,1 @@
+"""muxwsgi.client: sync and async clients for mux and classic uwsgi peers."""

@@ -1,0 +1,191 @@
+"""The rules every vars block obeys, and the mux HEADERS payload codec (PROTOCOL.md §5).
+
+Names and values are PEP 3333 native strings: each code point is one byte of what a classic uwsgi
+vars block would carry (ISO-8859-1). On a mux connection they travel as a msgpack array of msgpack
+str: ``[name, value, name, value, ...]`` for a request, ``[status, reason, name, value, ...]`` for
+a response. A flat array rather than a msgpack map because a map is last-wins: two
+CONTENT_LENGTH vars must be an error, not a silent overwrite (request smuggling).
+
+Validation is shaped for speed: one ``"".join`` proves that every item is a str (it raises
+TypeError otherwise) and then three ``in`` scans and ``isascii`` run in C over all the text at
+once, instead of a Python-level loop over ~30 vars per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
+from typing import Any
+
+import msgpack
+
+from ._errors import ErrorCode, InvalidVarsError, LocalProtocolError
+
+__all__ = (
+    "CONTENT_LENGTH_MAX_DIGITS",
+    "TIMEOUT_VAR",
+    "check_names_and_text",
+    "decode_request_vars",
+    "decode_response_head",
+    "encode_request_vars",
+    "encode_response_head",
+    "pairs_to_dict",
+    "parse_content_length",
+    "parse_timeout_ms",
+)
+
+Packer = Callable[[Any], bytes]
+
+#: The request deadline var: a relative timeout in milliseconds (ASCII digits), like grpc-timeout.
+TIMEOUT_VAR = "MUXWSGI_TIMEOUT_MS"
+TIMEOUT_MAX_DIGITS = 9
+#: 18 digits always fit in a signed 64-bit integer; larger bodies are not a thing.
+CONTENT_LENGTH_MAX_DIGITS = 18
+
+_unpackb = msgpack.unpackb
+
+
+def check_names_and_text(joined: str) -> str | None:
+    """Return why ``joined`` (all names and values concatenated) is unacceptable, or None."""
+    if "\r" in joined or "\n" in joined or "\x00" in joined:
+        return "contains CR, LF or NUL"
+    if not joined.isascii():
+        try:
+            joined.encode("latin-1")
+        except UnicodeEncodeError:
+            return "has a code point above U+00FF (vars carry bytes as ISO-8859-1)"
+    return None
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """Parse CONTENT_LENGTH strictly: ASCII digits only, at most 18 of them.
+
+    Returns None for an absent or empty var (nginx sends ``CONTENT_LENGTH ""`` for GET).
+    Raises :class:`InvalidVarsError` for anything else that is not plain digits, including
+    "+1", "-5", " 5", "1e3", "0_1", "5, 5" and non-ASCII digits that ``int()`` would accept.
+    """
+    if not value:
+        return None
+    if len(value) > CONTENT_LENGTH_MAX_DIGITS or not (value.isascii() and value.isdigit()):
+        raise InvalidVarsError(f"invalid CONTENT_LENGTH {value[:40]!r}: not 1-18 ASCII digits")
+    return int(value)
+
+
+def parse_timeout_ms(value: str | None) -> int | None:
+    """Parse MUXWSGI_TIMEOUT_MS: 1-9 ASCII digits, milliseconds. None when absent or empty."""
+    if not value:
+        return None
+    if len(value) > TIMEOUT_MAX_DIGITS or not (value.isascii() and value.isdigit()):
+        raise InvalidVarsError(f"invalid {TIMEOUT_VAR} {value[:40]!r}: not 1-9 ASCII digits")
+    return int(value)
+
+
+def pairs_to_dict(items: list[str]) -> dict[str, str]:
+    """Turn a checked flat [name, value, ...] list into a dict, rejecting dup and empty names."""
+    it = iter(items)
+    result = dict(zip(it, it, strict=True))
+    if len(result) * 2 != len(items):
+        seen: set[str] = set()
+        for name in items[0::2]:
+            if name in seen:
+                raise InvalidVarsError(f"duplicate var {name[:80]!r}")
+            seen.add(name)
+    if "" in result:
+        raise InvalidVarsError("empty var name")
+    return result
+
+
+def decode_request_vars(payload: bytes | memoryview, max_count: int) -> dict[str, str]:
+    """Decode a request HEADERS payload into a vars dict.
+
+    Raises :class:`InvalidVarsError` (code PROTOCOL_ERROR, or HEADERS_TOO_LARGE for more than
+    ``max_count`` pairs) when the payload is not a flat msgpack array of an even number of
+    latin-1 strs, or a name is empty or repeated, or any text holds CR, LF or NUL.
+    """
+    try:
+        items = _unpackb(payload)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise InvalidVarsError(f"HEADERS payload is not msgpack: {exc}") from None
+    if type(items) is not list or len(items) & 1:
+        raise InvalidVarsError("request HEADERS must be a msgpack array [name, value, ...]")
+    if len(items) > 2 * max_count:
+        raise InvalidVarsError(
+            f"{len(items) // 2} vars exceed the limit of {max_count}", ErrorCode.HEADERS_TOO_LARGE
+        )
+    try:
+        joined = "".join(items)
+    except TypeError:
+        raise InvalidVarsError("request var names and values must be msgpack str") from None
+    problem = check_names_and_text(joined)
+    if problem is not None:
+        raise InvalidVarsError(f"request vars: {problem}")
+    return pairs_to_dict(items)
+
+
+def encode_request_vars(pack: Packer, vars: Mapping[str, str]) -> bytes:
+    """Return a request HEADERS payload. Raises :class:`LocalProtocolError` for invalid vars."""
+    items = list(chain.from_iterable(vars.items()))
+    try:
+        joined = "".join(items)
+    except TypeError:
+        raise LocalProtocolError("var names and values must be str") from None
+    problem = check_names_and_text(joined)
+    if problem is None and "" in vars:
+        problem = "empty var name"  # a Mapping cannot repeat a name, but it can hold ""
+    if problem is not None:
+        raise LocalProtocolError(f"invalid request vars: {problem}")
+    return pack(items)
+
+
+def encode_response_head(
+    pack: Packer, status: int, reason: str, headers: Iterable[tuple[str, str]]
+) -> bytes:
+    """Return a response HEADERS payload. Raises :class:`LocalProtocolError` for a bad head."""
+    if type(status) is not int or not 100 <= status <= 999:
+        raise LocalProtocolError(f"status must be an int in 100-999, not {status!r}")
+    items: list[Any] = [status, reason]
+    items.extend(chain.from_iterable(headers))
+    try:
+        joined = "".join(items[1:])
+    except TypeError:
+        raise LocalProtocolError("reason, header names and values must be str") from None
+    problem = check_names_and_text(joined)
+    if problem is None and "" in items[2::2]:
+        problem = "empty header name"
+    if problem is not None:
+        raise LocalProtocolError(f"invalid response head: {problem}")
+    return pack(items)
+
+
+def decode_response_head(
+    payload: bytes | memoryview, max_count: int
+) -> tuple[int, str, list[tuple[str, str]]]:
+    """Decode a response HEADERS payload into (status, reason, headers).
+
+    Header names may repeat (Set-Cookie); order is kept. Raises :class:`InvalidVarsError` for a
+    payload that is not ``[int 100-999, str, name, value, ...]`` with clean latin-1 text.
+    """
+    try:
+        items = _unpackb(payload)
+    except Exception as exc:
+        raise InvalidVarsError(f"HEADERS payload is not msgpack: {exc}") from None
+    if type(items) is not list or len(items) < 2 or len(items) & 1:
+        raise InvalidVarsError("response HEADERS must be [status, reason, name, value, ...]")
+    status = items[0]
+    if type(status) is not int or not 100 <= status <= 999:
+        raise InvalidVarsError(f"invalid response status {status!r}")
+    if len(items) > 2 + 2 * max_count:
+        raise InvalidVarsError(
+            f"{len(items) // 2 - 1} headers exceed the limit of {max_count}",
+            ErrorCode.HEADERS_TOO_LARGE,
+        )
+    try:
+        joined = "".join(items[1:])
+    except TypeError:
+        raise InvalidVarsError("reason, header names and values must be msgpack str") from None
+    problem = check_names_and_text(joined)
+    if problem is None and "" in items[2::2]:
+        problem = "empty header name"
+    if problem is not None:
+        raise InvalidVarsError(f"response head: {problem}")
+    return status, items[1], list(zip(items[2::2], items[3::2], strict=True))

@@ -1,0 +1,1 @@
+"""muxwsgi.server: the WSGI server (master, workers, protocol handlers)."""

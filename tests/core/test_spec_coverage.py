@@ -1,0 +1,56 @@
+"""Every requirement of PROTOCOL.md is cited by at least one test (or is listed below with the
+issue that will cover it)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Requirements that only a server or a client can show; each names where its test will live.
+#: Entries leave this table when their tests land (the test below fails on a stale entry).
+PENDING: dict[str, str] = {
+    "T-2": "server: drop requests whose deadline passed (issue 3)",
+    "T-3": "client: reset with CANCEL on timeout (issue 5)",
+    "H-9": "server: UWSGI_* vars are never acted on (issue 3/7)",
+    "C-3": "server: bound running app calls (issue 3)",
+    "L-3": "server: per-stream send buffer and stuck-window timeout (issue 3/7)",
+    "L-4": "server: head/body/idle timeouts (issue 3/7)",
+    "U-1": "server: classic vars block over buffer-size refused (issue 3)",
+    "U-4": "server: classic connection carries one request (issue 3)",
+    "U-5": "server: other modifier1 values not dispatched (issue 3)",
+    "X-6": "client: retry policy by method (issue 5)",
+}
+
+
+def requirement_ids() -> list[str]:
+    text = (ROOT / "PROTOCOL.md").read_text()
+    return re.findall(r"\*\*\[([A-Z]-\d+)\]\*\*", text)
+
+
+def cited_ids() -> set[str]:
+    cited: set[str] = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        if path.name == Path(__file__).name:
+            continue
+        cited.update(re.findall(r"[\"']([A-Z]-\d+)[\"']", path.read_text()))
+    return cited
+
+
+def test_requirement_ids_are_unique() -> None:
+    ids = requirement_ids()
+    assert len(ids) > 60
+    assert len(ids) == len(set(ids))
+
+
+def test_every_requirement_is_tested() -> None:
+    missing = [i for i in requirement_ids() if i not in cited_ids() and i not in PENDING]
+    assert missing == [], f"PROTOCOL.md requirements no test cites: {missing}"
+
+
+def test_pending_list_is_not_stale() -> None:
+    stale = sorted(set(PENDING) & cited_ids())
+    assert stale == [], f"tested now, remove from PENDING: {stale}"
+    unknown = sorted(set(PENDING) - set(requirement_ids()))
+    assert unknown == []
