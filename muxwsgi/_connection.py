@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from itertools import chain
 
 import msgpack
 
@@ -136,6 +137,10 @@ class ConnectionConfig:
     flood: FloodLimits = field(default_factory=FloodLimits)
     #: Read by the flood buckets only.
     clock: Callable[[], float] = time.monotonic
+    #: Check outgoing heads (CR/LF/NUL, latin-1, empty names). A server that validates its
+    #: application's headers more strictly already (as muxwsgi.server does) turns this off to
+    #: avoid paying twice per response; invalid heads then reach the wire unchecked.
+    validate_outbound: bool = True
 
     def __post_init__(self) -> None:
         if not DEFAULT_WINDOW <= self.connection_window_size <= MAX_WINDOW:
@@ -234,6 +239,7 @@ class Connection:
         self._recv_conn_processed = 0
         # One Packer per connection: a Packer is not safe to share between threads.
         self._pack = msgpack.Packer().pack
+        self._validate_outbound = config.validate_outbound
         limits = config.flood
         self._flood = limits
         self._reset_bucket = TokenBucket(limits.reset_burst, limits.reset_rate, config.clock)
@@ -265,6 +271,9 @@ class Connection:
             self._out.append(encode_window_update(0, increment))
             self._recv_conn_window += increment
             self._recv_conn_max = config.connection_window_size
+        # Frames that must stay first in the output, ahead of any urgent reply: the PREFACE
+        # (and its WINDOW_UPDATE) until they have been taken by data_to_send().
+        self._pinned = len(self._out)
 
     # ------------------------------------------------------------------ introspection
 
@@ -671,7 +680,7 @@ class Connection:
         # _out only ever holds whole frames (or a DATA header followed by its payload), so
         # the front is always a frame boundary.
         if urgent:
-            self._out.insert(0, frame)
+            self._out.insert(self._pinned, frame)
         else:
             self._out.append(frame)
         self._queued_control += 1
@@ -859,9 +868,12 @@ class Connection:
                 f"{len(headers)} headers exceed the peer's limit of {remote.max_headers_count}",
                 ErrorCode.HEADERS_TOO_LARGE,
             )
-        payload = encode_response_head(
-            self._pack, status, _REASONS.get(status, "") if reason is None else reason, headers
-        )
+        if reason is None:
+            reason = _REASONS.get(status, "")
+        if self._validate_outbound:
+            payload = encode_response_head(self._pack, status, reason, headers)
+        else:
+            payload = self._pack([status, reason, *chain.from_iterable(headers)])
         if len(payload) > remote.max_headers_size:
             raise LocalProtocolError(
                 f"response head of {len(payload)} bytes exceeds the peer's limit of "
@@ -872,12 +884,25 @@ class Connection:
             # Checked before the head is queued so that a failure leaves nothing half-sent.
             raise LocalProtocolError("body exceeds the send window", ErrorCode.FLOW_CONTROL_ERROR)
         stream.send = next_state
-        self._out.append(
+        out = self._out
+        out.append(
             _pack_header(FrameType.HEADERS, len(payload), _END if head_ends else 0, stream_id)
-            + payload
         )
+        out.append(payload)
         if body:
-            self._queue_data(stream, body, end_stream)
+            size = len(body)
+            if end_stream and size <= remote.max_frame_size and type(body) is bytes:
+                # The whole response in one DATA frame: the window was checked above, and a
+                # response carries no CONTENT_LENGTH bookkeeping, so send_data's checks are
+                # already settled.
+                stream.send_window -= size
+                self._send_conn_window -= size
+                out.append(_pack_header(FrameType.DATA, size, _END, stream_id))
+                out.append(body)
+                stream.send = _CLOSED
+                self._maybe_forget(stream)
+            else:
+                self._queue_data(stream, body, end_stream)
         elif end_stream:
             self._maybe_forget(stream)
 
@@ -1025,4 +1050,5 @@ class Connection:
         data = b"".join(out)
         out.clear()
         self._queued_control = 0
+        self._pinned = 0
         return data

@@ -756,3 +756,12 @@ def test_end_stream_passes_a_negative_window() -> None:
     assert pair.client.outbound_window(sid) == 0
     pair.client.end_stream(sid)
     assert StreamEnded(sid) in pair.to_server()
+
+
+@spec("K-2", "P-1")
+def test_ping_ack_never_jumps_ahead_of_the_preface() -> None:
+    """Found by the server tests: the first frame must stay the PREFACE."""
+    server = Connection(Role.SERVER)
+    server.receive_data(preface() + frame(FrameType.PING, 0, 0, b"early!!!"))
+    out = frames_of(server.data_to_send())
+    assert [f.type for f in out] == [FrameType.PREFACE, FrameType.PING, FrameType.SETTINGS]

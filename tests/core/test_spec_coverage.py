@@ -11,15 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Requirements that only a server or a client can show; each names where its test will live.
 #: Entries leave this table when their tests land (the test below fails on a stale entry).
 PENDING: dict[str, str] = {
-    "T-2": "server: drop requests whose deadline passed (issue 3)",
     "T-3": "client: reset with CANCEL on timeout (issue 5)",
-    "H-9": "server: UWSGI_* vars are never acted on (issue 3/7)",
-    "C-3": "server: bound running app calls (issue 3)",
     "L-3": "server: per-stream send buffer and stuck-window timeout (issue 3/7)",
-    "L-4": "server: head/body/idle timeouts (issue 3/7)",
-    "U-1": "server: classic vars block over buffer-size refused (issue 3)",
-    "U-4": "server: classic connection carries one request (issue 3)",
-    "U-5": "server: other modifier1 values not dispatched (issue 3)",
     "X-6": "client: retry policy by method (issue 5)",
 }
 

@@ -1,0 +1,1 @@
+"""One module per protocol spoken on a muxwsgi socket; :mod:`.detect` picks one per connection."""

@@ -1,0 +1,126 @@
+"""What every connection protocol shares: the worker context, timeouts, write backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ..dispatch import AppRunner, Flushable
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+    from ..wsgi import ResponseHead
+
+__all__ = ("BaseProtocol", "ServerContext", "Sink")
+
+log = logging.getLogger("muxwsgi.error")
+
+
+class Sink(Protocol):
+    """The loop-side half of an exchange: what the application thread's results turn into.
+
+    Every method runs on the loop thread, in the order the application thread posted them.
+    """
+
+    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        """The whole response at once (the fast path)."""
+
+    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+        """A streamed response starts."""
+
+    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+        """A streamed body chunk; call ``exchange.sent(len)`` once the protocol took it."""
+
+    def on_end(self, exchange: Exchange) -> None:
+        """The streamed body is complete."""
+
+    def on_abort(self, exchange: Exchange, reason: str) -> None:
+        """The response cannot be completed (application error after the head, short body,
+        deadline): end it as a failure the peer can see (RESET, or a closed connection)."""
+
+    def on_done(self, exchange: Exchange) -> None:
+        """The application thread is finished with the exchange (always the last message)."""
+
+    def on_finished(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        """on_complete then on_done, as one message: the fast path of a whole response."""
+
+
+class ServerContext:
+    """A worker's shared state, read by every connection: config, runner, live connections."""
+
+    def __init__(self, config: Any, runner: AppRunner, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.runner = runner
+        self.loop = loop
+        self.connections: set[BaseProtocol] = set()
+        #: Set when the worker stops accepting work (graceful stop or reload).
+        self.draining = False
+
+
+class BaseProtocol(asyncio.Protocol, Flushable):
+    """Connection bookkeeping shared by the mux, classic uwsgi and HTTP protocols."""
+
+    kind = "base"
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.runner = ctx.runner
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.opened = self.last_activity = time.monotonic()
+        self.closed = False
+        self.writing_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ctx.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        # The peer does not read: stop reading its requests rather than queue replies without
+        # bound (PROTOCOL.md [L-2]).
+        self.writing_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def flush(self) -> None:
+        """Write whatever output the protocol has queued (once per batch)."""
+
+    def on_finished(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        self.on_complete(exchange, head, body)  # type: ignore[attr-defined]
+        self.on_done(exchange)  # type: ignore[attr-defined]
+
+    def check_timeouts(self, now: float) -> None:
+        """Called about once a second by the worker: enforce this connection's timeouts."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: finish what was accepted, accept nothing new, then close."""
+        self.close()
+
+    def refuse_unstarted(self) -> None:
+        """Give back requests accepted but not yet started by an application thread (the
+        worker is going away after a harakiri)."""
+
+    @property
+    def busy(self) -> bool:
+        """Whether an accepted request is still being worked on."""
+        return False

@@ -1,0 +1,316 @@
+"""Plain HTTP/1.1 on the muxwsgi socket (uWSGI's ``http-socket`` role): curl, wrk, health checks.
+
+Parsing is httptools (llhttp, as in uvicorn): a hand-written HTTP parser is where request
+smuggling lives. Keep-alive and pipelining are supported; requests are answered strictly in
+order, one application call at a time per connection. A response whose request body was not
+read to the end closes the connection, so unread bytes are never taken for a next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from ..exchange import EMPTY_INPUT, Exchange, InputStream
+from ..wsgi import ResponseHead
+from .base import BaseProtocol, ServerContext
+from .uwsgi import error_response
+
+__all__ = ("HttpProtocol",)
+
+log = logging.getLogger("muxwsgi.error")
+_monotonic = time.monotonic
+# Framing is ours to decide; the application's say on these would corrupt it.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
+_NO_BODY_STATUS = frozenset({204, 304})
+#: Unread request body bytes buffered before the connection stops reading.
+_BODY_HIGH_WATER = 256 * 1024
+_MAX_PIPELINE = 16
+
+
+class _Request:
+    """A parsed request head waiting for (or running in) an application thread."""
+
+    __slots__ = ("complete", "environ", "exchange", "input", "keep_alive", "method")
+
+    def __init__(self, environ: dict[str, Any], keep_alive: bool) -> None:
+        self.environ = environ
+        self.keep_alive = keep_alive
+        self.method = environ["REQUEST_METHOD"]
+        self.input: InputStream | None = None
+        self.exchange: Exchange | None = None
+        self.complete = False  # the whole request, body included, has been received
+
+
+class HttpProtocol(BaseProtocol):
+    kind = "http"
+
+    def __init__(self, ctx: ServerContext) -> None:
+        super().__init__(ctx)
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._parsing: _Request | None = None
+        self._queue: deque[_Request] = deque()  # parsed; the first one is being served
+        self._unread = 0
+        self._chunked = False
+        self._keep_alive = True
+        self._head_only = False
+        self._in_head = False  # a request head is partly received
+        self._server_addr: tuple[str, str] = ("localhost", "")
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, tuple):
+            self._server_addr = (str(sockname[0]), str(sockname[1]))
+
+    # ---------------------------------------------------------------- parser callbacks
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = _monotonic()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            # Our callbacks refuse with _Reject; httptools wraps what callbacks raise.
+            reason = exc.__context__
+            if isinstance(reason, _Reject):
+                self._fail(reason.status, str(reason))
+            else:
+                log.error("http connection from %s: internal error", self.peer, exc_info=reason)
+                self._fail("500 Internal Server Error", "internal error")
+        except httptools.HttpParserUpgrade:
+            self._fail("501 Not Implemented", "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            if data.startswith(b"PRI * HTTP/2.0"):
+                self._fail(
+                    "505 HTTP Version Not Supported",
+                    "HTTP/2 is not spoken here; use the muxwsgi protocol for multiplexing",
+                )
+            else:
+                self._fail("400 Bad Request", f"malformed HTTP request: {exc}")
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.config.max_request_line:
+            raise _Reject("414 URI Too Long", "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if (
+            self._header_bytes > self.config.buffer_size
+            or len(self._headers) >= self.config.max_vars
+        ):
+            raise _Reject("431 Request Header Fields Too Large", "request headers too large")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        environ = self._environ(parser.get_method().decode("ascii"), parser.get_http_version())
+        request = _Request(environ, parser.should_keep_alive())
+        self._parsing = request
+        length = environ.get("CONTENT_LENGTH")
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        limit = self.config.limit_post
+        if limit and length and int(length) > limit:
+            raise _Reject("413 Content Too Large", "request body too large")
+        if (length and int(length)) or chunked:
+            request.input = InputStream(self._consumed, self.config.body_timeout)
+            if environ.get("HTTP_EXPECT", "").lower() == "100-continue" and self.transport:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._queue.append(request)
+        if len(self._queue) > _MAX_PIPELINE and self.transport is not None:
+            self.transport.pause_reading()
+        if len(self._queue) == 1:
+            self._serve(request)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._parsing
+        if request is None or request.input is None:
+            return
+        self._unread += len(body)
+        if self.config.limit_post and self._unread > self.config.limit_post:
+            raise _Reject("413 Content Too Large", "request body too large")
+        request.input.feed(body)
+        if self._unread > _BODY_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        request = self._parsing
+        self._parsing = None
+        if request is None:
+            return
+        request.complete = True
+        if request.input is not None:
+            request.input.feed_eof()
+
+    # ---------------------------------------------------------------- requests
+
+    def _environ(self, method: str, version: str) -> dict[str, Any]:
+        url = httptools.parse_url(self._url)
+        raw_path = url.path or b"/"
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method,
+            "REQUEST_URI": self._url.decode("latin-1"),
+            "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
+            "QUERY_STRING": (url.query or b"").decode("latin-1"),
+            "SERVER_PROTOCOL": f"HTTP/{version}",
+            "SERVER_NAME": self._server_addr[0],
+            "SERVER_PORT": self._server_addr[1],
+        }
+        if self.peer != "unix":
+            environ["REMOTE_ADDR"], _, environ["REMOTE_PORT"] = self.peer.rpartition(":")
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("latin-1")
+            if "_" in name:
+                # Transfer_Encoding would become HTTP_TRANSFER_ENCODING too: drop such names,
+                # as nginx does by default (underscores_in_headers off).
+                continue
+            value = raw_value.decode("latin-1")
+            key = name.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+            else:
+                environ[key] = value
+        return environ
+
+    def _serve(self, request: _Request) -> None:
+        wsgi_input: Any = request.input if request.input is not None else EMPTY_INPUT
+        if self.ctx.draining:
+            request.keep_alive = False
+        request.exchange = Exchange(self.runner, self, 0, request.environ, wsgi_input, None, "http")
+        self._keep_alive = request.keep_alive
+        self._head_only = request.method == "HEAD"
+        self.runner.submit(request.exchange)
+
+    def _consumed(self, size: int) -> None:
+        self.runner.post(self._on_consumed, size)
+
+    def _on_consumed(self, size: int) -> None:
+        self._unread -= size
+        if (
+            self._unread < _BODY_HIGH_WATER // 2
+            and self.transport is not None
+            and not self.closed
+            and len(self._queue) <= _MAX_PIPELINE
+            and not self.writing_paused
+        ):
+            self.transport.resume_reading()
+
+    # ---------------------------------------------------------------- output (Sink)
+
+    def _render(self, head: ResponseHead, body_length: int | None) -> bytes:
+        lines = [f"HTTP/1.1 {head.status} {head.reason}\r\n"]
+        for name, value in head.headers:
+            if name.lower() not in _HOP_BY_HOP:
+                lines.append(f"{name}: {value}\r\n")
+        self._chunked = False
+        if head.status in _NO_BODY_STATUS or 100 <= head.status < 200:
+            pass
+        elif head.content_length is None:
+            if body_length is not None:
+                lines.append(f"Content-Length: {body_length}\r\n")
+            elif self._queue and self._queue[0].environ["SERVER_PROTOCOL"] == "HTTP/1.1":
+                self._chunked = not self._head_only
+                lines.append("Transfer-Encoding: chunked\r\n")
+            else:
+                self._keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+        if not self._keep_alive:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    def _write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        self._write(self._render(head, len(body)) + (b"" if self._head_only else body))
+
+    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+        self._write(self._render(head, None))
+
+    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+        if self._chunked:
+            self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            self._write(chunk)
+        exchange.sent(len(chunk))
+
+    def on_end(self, exchange: Exchange) -> None:
+        if self._chunked:
+            self._write(b"0\r\n\r\n")
+
+    def on_abort(self, exchange: Exchange, reason: str) -> None:
+        # The head is out: the only honest signal left is to drop the connection.
+        self._keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def on_done(self, exchange: Exchange) -> None:
+        self.runner.done()
+        request = self._queue.popleft() if self._queue else None
+        if not self._keep_alive or request is None or not request.complete or self.ctx.draining:
+            # Unread body bytes must never be parsed as the next request: close instead.
+            self.close()
+            return
+        if self._queue:
+            self._serve(self._queue[0])
+        elif self.transport is not None and not self.closed and not self.writing_paused:
+            self.transport.resume_reading()
+
+    def _fail(self, status: str, message: str) -> None:
+        log.info("http connection from %s: %s", self.peer, message)
+        if not self._queue:  # nothing in flight: the error response is next in order
+            self._write(error_response(status, message))
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        for request in self._queue:
+            if request.exchange is not None:
+                request.exchange.cancel()
+            elif request.input is not None:
+                request.input.fail("connection closed")
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue)
+
+    def shutdown(self) -> None:
+        if not self._queue:
+            self.close()
+
+    def check_timeouts(self, now: float) -> None:
+        config = self.config
+        if self._queue:
+            return
+        if self._in_head:
+            if now - self.last_activity > config.header_timeout:
+                self._fail("408 Request Timeout", "request head not received in time")
+        elif now - self.last_activity > config.keepalive_timeout:
+            self.close()
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to answer with a specific status and close."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status

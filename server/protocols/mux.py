@@ -1,0 +1,385 @@
+"""A multiplexed muxwsgi connection: the core's events in, application results out as frames.
+
+Every stream gets an :class:`~muxwsgi.server.exchange.Exchange` handed to the application
+threads. Response bytes that do not fit the peer's flow-control window wait in a per-stream
+queue (bounded: the application thread blocks once ``send_buffer_size`` bytes are in flight)
+and leave as WINDOW_UPDATEs arrive, streams taking turns, so one slow stream never delays the
+others. A stream whose window stays shut for ``stuck_window_timeout`` is reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from muxwsgi import (
+    Connection,
+    ConnectionConfig,
+    ConnectionState,
+    ConnectionTerminated,
+    DataReceived,
+    ErrorCode,
+    FloodLimits,
+    ProtocolError,
+    RequestReceived,
+    Role,
+    Settings,
+    StreamReset,
+    WindowUpdated,
+)
+
+from ..exchange import EMPTY_INPUT, Exchange, InputStream
+from ..wsgi import ResponseHead
+from .base import BaseProtocol, ServerContext
+
+__all__ = ("MuxProtocol", "connection_config")
+
+log = logging.getLogger("muxwsgi.error")
+_monotonic = time.monotonic
+
+_TOO_LARGE_HEAD = ResponseHead(
+    413, "Content Too Large", [("Content-Type", "text/plain"), ("Content-Length", "23")]
+)
+_TOO_LARGE_BODY = b"Request body too large\n"
+
+
+def connection_config(config: Any) -> ConnectionConfig:
+    """The core's configuration for server connections, from the server settings."""
+    return ConnectionConfig(
+        settings=Settings(
+            max_concurrent_streams=config.max_concurrent_streams,
+            initial_window_size=config.initial_window_size,
+            max_frame_size=config.max_frame_size,
+            max_headers_size=min(config.buffer_size, 65535),
+            max_headers_count=config.max_vars,
+        ),
+        connection_window_size=config.connection_window_size,
+        # The server checks its application's heads itself, more strictly (wsgi.py).
+        validate_outbound=False,
+        flood=FloodLimits(
+            reset_burst=config.reset_burst,
+            reset_rate=config.reset_rate,
+            ping_burst=config.ping_burst,
+            ping_rate=config.ping_rate,
+            settings_burst=config.settings_burst,
+            settings_rate=config.settings_rate,
+            glitch_burst=config.glitch_burst,
+            glitch_rate=config.glitch_rate,
+            max_queued_control=config.max_queued_control,
+        ),
+    )
+
+
+class _Outbox:
+    """Response bytes of one stream waiting for flow-control window."""
+
+    __slots__ = ("chunks", "ended", "since")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.ended = False
+        #: When the stream last made progress (for the stuck-window timeout).
+        self.since = _monotonic()
+
+
+class MuxProtocol(BaseProtocol):
+    kind = "mux"
+
+    def __init__(self, ctx: ServerContext, core_config: ConnectionConfig) -> None:
+        super().__init__(ctx)
+        self.conn = Connection(Role.SERVER, core_config)
+        self.exchanges: dict[int, Exchange] = {}
+        self.outboxes: dict[int, _Outbox] = {}
+        #: Exchanges of this connection queued or running: bounded separately from the core's
+        #: open streams, because a reset stream keeps its application call (rapid reset).
+        self.active = 0
+        self.body_bytes: dict[int, int] = {}
+        self._limit_post = self.config.limit_post
+        self._max_active = self.config.max_concurrent_streams
+        self._body_timeout = self.config.body_timeout
+
+    # ---------------------------------------------------------------- input
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = _monotonic()
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            log.warning(
+                "mux connection from %s: %s; closing (GOAWAY %s)",
+                self.peer,
+                exc,
+                exc.error_code.name,
+            )
+            self._abandon_all()
+            self.flush()
+            self.close()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is DataReceived:
+                self._on_data(event)  # type: ignore[arg-type]
+            elif kind is StreamReset:
+                self._on_reset(event.stream_id)  # type: ignore[union-attr]
+            elif kind is WindowUpdated:
+                self._pump(None if event.stream_id == 0 else event.stream_id)  # type: ignore[union-attr]
+            elif kind is ConnectionTerminated:
+                self._maybe_close()
+        self.flush()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        sid = event.stream_id
+        if self.active >= self._max_active or self.ctx.draining:
+            # The core's slot count does not see calls still running for reset streams.
+            self.conn.reset_stream(sid, ErrorCode.REFUSED_STREAM)
+            return
+        environ = event.vars
+        if "REMOTE_ADDR" not in environ and self.peer != "unix":
+            environ["REMOTE_ADDR"], _, environ["REMOTE_PORT"] = self.peer.rpartition(":")
+        deadline = None
+        if event.timeout_ms is not None:
+            deadline = _monotonic() + event.timeout_ms / 1000
+        limit = self._limit_post
+        if limit and event.content_length is not None and event.content_length > limit:
+            self.conn.send_response(
+                sid, 413, _TOO_LARGE_HEAD.headers, body=_TOO_LARGE_BODY, end_stream=True
+            )
+            self.conn.reset_stream(sid, ErrorCode.NO_ERROR)  # stop the upload (RFC 9113 8.1)
+            return
+        if event.end_stream:
+            wsgi_input: Any = EMPTY_INPUT
+        else:
+            wsgi_input = InputStream(self._consumer(sid), self._body_timeout)
+            self.body_bytes[sid] = 0
+        exchange = Exchange(self.runner, self, sid, environ, wsgi_input, deadline, "mux")
+        self.exchanges[sid] = exchange
+        self.active += 1
+        self.runner.submit(exchange)
+
+    def _consumer(self, sid: int) -> Any:
+        post = self.runner.post
+        ack = self._ack
+
+        def consumed(size: int) -> None:
+            post(ack, sid, size)
+
+        return consumed
+
+    def _ack(self, sid: int, size: int) -> None:
+        self.conn.acknowledge_received_data(sid, size)
+        self.runner.dirty.add(self)
+
+    def _on_data(self, event: DataReceived) -> None:
+        sid = event.stream_id
+        exchange = self.exchanges.get(sid)
+        wsgi_input = exchange.input if exchange is not None else None
+        if not isinstance(wsgi_input, InputStream):
+            # Nobody will read these bytes: give the window back now.
+            self.conn.acknowledge_received_data(sid, event.flow_controlled_length)
+            return
+        total = self.body_bytes.get(sid, 0) + len(event.data)
+        self.body_bytes[sid] = total
+        if self._limit_post and total > self._limit_post:
+            log.warning("stream %d from %s: body over limit-post; reset", sid, self.peer)
+            self.conn.reset_stream(sid, ErrorCode.CANCEL)
+            self._on_reset(sid)
+            return
+        if event.data:
+            wsgi_input.feed(event.data)
+        if event.end_stream:
+            wsgi_input.feed_eof()
+            self.body_bytes.pop(sid, None)
+
+    def _on_reset(self, sid: int) -> None:
+        exchange = self.exchanges.pop(sid, None)
+        self.outboxes.pop(sid, None)
+        self.body_bytes.pop(sid, None)
+        if exchange is not None:
+            exchange.cancel()
+
+    # ---------------------------------------------------------------- output (Sink)
+
+    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        sid = exchange.key
+        conn = self.conn
+        if not conn.is_open(sid):
+            return
+        self.runner.dirty.add(self)
+        try:
+            if len(body) <= conn.outbound_window(sid):
+                conn.send_response(
+                    sid, head.status, head.headers, reason=head.reason, body=body, end_stream=True
+                )
+                return
+            conn.send_response(sid, head.status, head.headers, reason=head.reason)
+        except ProtocolError as exc:
+            self._response_failed(exchange, exc)
+            return
+        outbox = self.outboxes[sid] = _Outbox()
+        outbox.chunks.append(body)
+        outbox.ended = True
+        self._pump(sid)
+
+    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+        sid = exchange.key
+        if not self.conn.is_open(sid):
+            return
+        try:
+            self.conn.send_response(sid, head.status, head.headers, reason=head.reason)
+        except ProtocolError as exc:
+            self._response_failed(exchange, exc)
+            return
+        self.outboxes[sid] = _Outbox()
+        self.runner.dirty.add(self)
+
+    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+        outbox = self.outboxes.get(exchange.key)
+        if outbox is None:  # the stream is gone; wake the application so it notices
+            exchange.sent(len(chunk))
+            return
+        outbox.chunks.append(chunk)
+        self._pump(exchange.key)
+
+    def on_end(self, exchange: Exchange) -> None:
+        outbox = self.outboxes.get(exchange.key)
+        if outbox is not None:
+            outbox.ended = True
+            self._pump(exchange.key)
+
+    def on_abort(self, exchange: Exchange, reason: str) -> None:
+        sid = exchange.key
+        self.outboxes.pop(sid, None)
+        if self.conn.is_open(sid):
+            code = ErrorCode.DEADLINE_EXCEEDED if reason == "deadline" else ErrorCode.INTERNAL_ERROR
+            self.conn.reset_stream(sid, code)
+            self.runner.dirty.add(self)
+
+    def on_done(self, exchange: Exchange) -> None:
+        self.runner.done()
+        self.active -= 1
+        sid = exchange.key
+        # The thread is finished: body bytes still arriving are acknowledged unread, and a
+        # response still in its outbox goes on without the exchange.
+        if self.exchanges.get(sid) is exchange:
+            del self.exchanges[sid]
+            self.body_bytes.pop(sid, None)
+        self._maybe_close()
+
+    def _response_failed(self, exchange: Exchange, exc: ProtocolError) -> None:
+        log.error("stream %d: cannot send the response: %s", exchange.key, exc)
+        if self.conn.is_open(exchange.key):
+            self.conn.reset_stream(exchange.key, ErrorCode.INTERNAL_ERROR)
+        exchange.cancel()
+
+    def _pump(self, only: int | None) -> None:
+        """Move queued response bytes into frames as far as the windows allow."""
+        if not self.outboxes:
+            return
+        conn = self.conn
+        sids = [only] if only is not None else list(self.outboxes)
+        for sid in sids:
+            outbox = self.outboxes.get(sid)
+            if outbox is None:
+                continue
+            chunks = outbox.chunks
+            moved = 0
+            ended = False
+            while chunks:
+                window = conn.outbound_window(sid)
+                if window <= 0:
+                    break
+                chunk = chunks[0]
+                if len(chunk) <= window:
+                    chunks.popleft()
+                    ended = outbox.ended and not chunks
+                    conn.send_data(sid, chunk, end_stream=ended)
+                else:
+                    chunks[0] = chunk[window:]
+                    chunk = chunk[:window]
+                    conn.send_data(sid, chunk)
+                moved += len(chunk)
+            if moved:
+                outbox.since = _monotonic()
+                exchange = self.exchanges.get(sid)
+                if exchange is not None:  # its thread may be waiting for buffer room
+                    exchange.sent(moved)
+            if not chunks and outbox.ended:
+                if not ended:
+                    conn.end_stream(sid)  # everything was sent before the end was known
+                del self.outboxes[sid]
+        self.runner.dirty.add(self)
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.closed and self.transport is not None:
+            self.transport.write(data)
+        if self.conn.state is ConnectionState.CLOSED:
+            self.close()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active or self.outboxes)
+
+    def _abandon_all(self) -> None:
+        for exchange in self.exchanges.values():
+            exchange.cancel()
+        self.exchanges.clear()
+        self.outboxes.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._abandon_all()
+
+    def _maybe_close(self) -> None:
+        """After a GOAWAY (either way), close once nothing is left in flight."""
+        if self.conn.state is not ConnectionState.OPEN and not self.busy:
+            self.flush()
+            self.close()
+
+    def refuse_unstarted(self) -> None:
+        for sid, exchange in list(self.exchanges.items()):
+            if not exchange.started and self.conn.is_open(sid):
+                self.conn.reset_stream(sid, ErrorCode.REFUSED_STREAM)
+                self._on_reset(sid)
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        if self.conn.goaway_sent is None and self.conn.state is ConnectionState.OPEN:
+            self.conn.send_goaway()
+        self.flush()
+        self._maybe_close()
+
+    def check_timeouts(self, now: float) -> None:
+        config = self.config
+        if not self.conn.preface_received:
+            if now - self.opened > config.header_timeout:
+                log.info(
+                    "mux connection from %s: no preface in %gs; closing",
+                    self.peer,
+                    config.header_timeout,
+                )
+                self.close()
+            return
+        for sid, outbox in list(self.outboxes.items()):
+            if outbox.chunks and now - outbox.since > config.stuck_window_timeout:
+                log.warning(
+                    "stream %d from %s: send window shut for %gs; reset",
+                    sid,
+                    self.peer,
+                    config.stuck_window_timeout,
+                )
+                self.conn.reset_stream(sid, ErrorCode.CANCEL)
+                self._on_reset(sid)
+                self.flush()
+        idle = not self.busy and not self.conn.open_streams
+        if idle and now - self.last_activity > config.idle_timeout:
+            self.conn.send_goaway(debug=b"idle")
+            self.flush()
+            self.close()

@@ -1,0 +1,103 @@
+"""Run a real nginx for interop tests: its own prefix directory, 127.0.0.1 only, its own
+process group, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+CONFIG = """
+worker_processes 1;
+{user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    uwsgi_temp_path {prefix}/uwsgi_temp;
+    proxy_temp_path {prefix}/proxy_temp;
+    fastcgi_temp_path {prefix}/fastcgi_temp;
+    scgi_temp_path {prefix}/scgi_temp;
+    client_max_body_size 16m;
+    upstream app {{ server {upstream}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include {uwsgi_params};
+            uwsgi_pass app;
+            {extra}
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def nginx(upstream: str, prefix: Path, *, extra: str = "") -> Iterator[int]:
+    """Yield the port of an nginx that uwsgi_passes everything to ``upstream``."""
+    port = free_port()
+    prefix.mkdir(parents=True, exist_ok=True)
+    params = "/etc/nginx/uwsgi_params"
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        CONFIG.format(
+            prefix=prefix,
+            port=port,
+            upstream=upstream,
+            uwsgi_params=params,
+            extra=extra,
+            user="user root;" if os.geteuid() == 0 else "",
+        )
+    )
+    with open(prefix / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "nginx did not start: "
+                        + (prefix / "stderr.log").read_text()
+                        + (prefix / "error.log").read_text()
+                        if (prefix / "error.log").exists()
+                        else ""
+                    ) from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
