@@ -107,6 +107,7 @@ class Arbiter:
 
             try:
                 self.stats_server = StatsServer(self, self.config.stats)
+                log.info("stats on %s", self.stats_server.listener.address)
             except BindError as exc:
                 print(f"muxwsgi: stats: {exc}", file=sys.stderr, flush=True)
                 self._close_listeners()
@@ -268,7 +269,7 @@ class Arbiter:
         os.close(self._wake_r)
         os.close(self._wake_w)
         if self.stats_server is not None:
-            self.stats_server.close()
+            self.stats_server.listener.sock.close()  # only our copy: the path is the master's
         _set_title(f"muxwsgi: worker [{self.config.app}]")
         random.seed()
         from .importer import import_app
@@ -348,7 +349,8 @@ class Arbiter:
                     self.exit_code = 1
                     self._begin_fast_stop()
                     return
-                self._backoff_until = time.monotonic() + min(30.0, 0.5 * 2**self.crashes)
+                # Exponential backoff (0.2 s, 0.4 s, ...): respawning must not spin.
+                self._backoff_until = time.monotonic() + min(10.0, 0.1 * 2**self.crashes)
             else:
                 self.crashes = 0
 

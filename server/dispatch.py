@@ -15,7 +15,9 @@ thread until it returns (the lesson of HTTP/2 "rapid reset", PROTOCOL.md [C-3]).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .logs import AccessLog
 from .wsgi import ErrorStream, constant_environ
 
 if TYPE_CHECKING:
@@ -59,10 +62,19 @@ class AppRunner:
         multiprocess: bool,
         server_name: str = "localhost",
         server_port: str = "",
+        request_id_header: str = "X-Request-ID",
+        access_log: AccessLog | None = None,
     ) -> None:
         self.app = app
         self.environ_constants = constant_environ(errors=ErrorStream(), multiprocess=multiprocess)
         self.send_buffer_size = send_buffer_size
+        #: The environ key of the incoming request-id header (X-Request-ID -> HTTP_X_REQUEST_ID).
+        self.request_id_var = "HTTP_" + request_id_header.upper().replace("-", "_")
+        # Generated ids: a random per-worker prefix and a counter. Unique enough to follow a
+        # request through logs, and without a syscall per request (os.urandom would be one).
+        self._id_prefix = os.urandom(6).hex() + "-"
+        self._id_counter = itertools.count(1)
+        self.access_log = access_log if access_log is not None and access_log.enabled else None
         self.multiprocess = multiprocess
         self.server_name = server_name
         self.server_port = server_port
@@ -94,10 +106,24 @@ class AppRunner:
         self.active += 1
         self._jobs.put(exchange)
 
-    def done(self) -> None:
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):x}"
+
+    def done(self, exchange: Exchange) -> None:
         """An exchange finished on its thread (called by the protocols' on_done)."""
         self.active -= 1
         self.requests += 1
+        if self.access_log is not None and exchange.started:
+            env = exchange.environ
+            self.access_log.log(
+                environ=env,
+                status=exchange.status,
+                size=exchange.sent_bytes,
+                duration=time.monotonic() - exchange.started,
+                protocol=exchange.protocol_name,
+                stream_id=exchange.key,
+                request_id=env.get("muxwsgi.request_id", "-"),
+            )
 
     def _drain(self) -> None:
         # Clear the flag first: a result appended while we drain either gets popped below or

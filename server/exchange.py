@@ -222,8 +222,10 @@ class Exchange:
         "key",
         "protocol_name",
         "runner",
+        "sent_bytes",
         "sink",
         "started",
+        "status",
     )
 
     def __init__(
@@ -245,6 +247,9 @@ class Exchange:
         self.protocol_name = protocol_name
         self.cancelled = CancelFlag()
         self.started = 0.0
+        # For the access log: the response status and body bytes the application produced.
+        self.status = 0
+        self.sent_bytes = 0
         # Response bytes posted to the loop and not yet accepted by the protocol; the
         # condition exists only once the response streams.
         self._buffered = 0
@@ -301,6 +306,9 @@ class Exchange:
         environ["muxwsgi.stream_id"] = self.key
         environ["muxwsgi.deadline"] = self.deadline
         environ["muxwsgi.cancelled"] = self.cancelled
+        environ["muxwsgi.request_id"] = (
+            environ.get(runner.request_id_var) or runner.new_request_id()
+        )
         start = self._start = StartResponse(self._write)
         result: Iterable[bytes] | None = None
         finished = False  # on_finished was posted: it includes on_done
@@ -317,6 +325,8 @@ class Exchange:
                         body = self._fix_length(head, body)
                     if environ["REQUEST_METHOD"] == "HEAD":
                         body = b""
+                    self.status = head.status
+                    self.sent_bytes = len(body)
                     result = None  # an exact list or tuple has no close() to call
                     # One message for the whole exchange: response and done together.
                     post(sink.on_finished, self, head, body)
@@ -375,6 +385,7 @@ class Exchange:
             raise HeadersError("the application returned without calling start_response")
         if not start.head_sent:
             start.head_sent = True
+            self.status = start.head.status
             post(sink.on_head, self, start.head)
         declared = start.head.content_length
         if declared is not None and not head_only and self._declared_sent < declared:
@@ -389,6 +400,7 @@ class Exchange:
         sink = self.sink
         if not start.head_sent:
             start.head_sent = True
+            self.status = head.status
             post(sink.on_head, self, head)
         if head_only:
             return
@@ -415,6 +427,7 @@ class Exchange:
             if self.cancelled._set:
                 raise Cancelled
             self._buffered += len(chunk)
+        self.sent_bytes += len(chunk)
         post(sink.on_chunk, self, chunk)
 
     def _write(self, data: bytes) -> None:
@@ -455,6 +468,8 @@ class Exchange:
         if start.head_sent:
             post(self.sink.on_abort, self, "application error")
         else:
+            self.status = 500
+            self.sent_bytes = len(_INTERNAL_ERROR_BODY)
             post(self.sink.on_complete, self, _INTERNAL_ERROR_HEAD, _INTERNAL_ERROR_BODY)
 
     def _where(self) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .dispatch import AppRunner
+from .logs import AccessLog, reopen_logs
 from .protocols.base import ServerContext
 from .protocols.detect import DetectProtocol, parse_allow_from
 from .protocols.mux import connection_config
@@ -92,6 +93,8 @@ class Worker:
             threads=self.config.threads,
             send_buffer_size=self.config.send_buffer_size,
             multiprocess=self.config.workers > 1,
+            request_id_header=self.config.request_id_header,
+            access_log=AccessLog(self.config),
         )
         ctx = self.ctx = ServerContext(self.config, runner, loop)
         core_config = connection_config(self.config)
@@ -116,8 +119,9 @@ class Worker:
         ):
             loop.add_signal_handler(signum, handler)
         # The master handles these; a worker must not die of them.
-        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
             loop.add_signal_handler(signum, lambda: None)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
         loop.call_soon(self._tick)
         if self.on_ready is not None:
             self.on_ready()
@@ -181,8 +185,12 @@ class Worker:
             self.on_tick(self)
         if self.stopping:
             # Calls abandoned by harakiri never finish: do not wait for them.
+            # Lingering connections are waited for too: stopping the loop would close them
+            # with their peers' bytes unread, which sends the RST that lingering avoids.
             busy = self.runner.active > self._stuck or any(
-                c.busy for c in self.ctx.connections if not self._stuck
+                (c.busy or c.draining_idle or c.lingering)
+                for c in self.ctx.connections
+                if not self._stuck
             )
             assert self._stop_deadline is not None
             if not busy or now > self._stop_deadline:

@@ -96,7 +96,9 @@ def start(
     bind: str = "127.0.0.1:0",
     ready: bool = True,
     timeout: float = 20.0,
+    watch: Path | None = None,
 ) -> ServerProcess:
+    """Start a server and wait until it listens (its log, or ``watch``, says where)."""
     log_path = log_dir / f"server-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -115,7 +117,8 @@ def start(
                 server.stop()
                 raise RuntimeError(f"server did not start:\n{server.log()}")
             return server
-        server.addresses = _LISTENING.findall(server.log())
+        text = server.log() if watch is None or not watch.exists() else watch.read_text()
+        server.addresses = _LISTENING.findall(text)
         time.sleep(0.02)
     if ready:
         target = bind[5:] if bind.startswith("unix:") else server.address

@@ -17,6 +17,16 @@ __all__ = ("BaseProtocol", "ServerContext", "Sink")
 
 log = logging.getLogger("muxwsgi.error")
 
+#: How long a draining worker keeps a connection that has not sent a (next) request yet. It
+#: was accepted before the drain began, so its client expects an answer; one more request is
+#: served (then the connection closes) if it arrives within this time.
+DRAIN_GRACE = 1.0
+#: How long a closing connection keeps reading (and dropping) what the peer still sends. Closing
+#: a socket with unread bytes makes the kernel answer with an RST, and an RST can destroy our
+#: last frames (a GOAWAY, the end of a response) before the peer reads them; nginx's
+#: lingering_close exists for the same reason.
+LINGER = 2.0
+
 
 class Sink(Protocol):
     """The loop-side half of an exchange: what the application thread's results turn into.
@@ -73,6 +83,12 @@ class BaseProtocol(asyncio.Protocol, Flushable):
         self.opened = self.last_activity = time.monotonic()
         self.closed = False
         self.writing_paused = False
+        #: When a graceful stop reached this connection while it had no request (0: not yet).
+        self.drain_started = 0.0
+        #: When close() sent our FIN and started dropping the peer's bytes (0: not yet).
+        self.lingering = 0.0
+        #: The peer half-closed (sent FIN): answer what it sent, then close.
+        self.peer_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -98,8 +114,43 @@ class BaseProtocol(asyncio.Protocol, Flushable):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
+        """Close gracefully: send FIN after the queued output, then read and drop the peer's
+        remaining bytes for up to LINGER seconds (see there) before the socket is closed."""
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        transport = self.transport
+        if self.peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        self.lingering = time.monotonic()
+        transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST): the way to say a response was cut short."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self.peer_eof = True
+        if self.closed:
+            return False  # lingering is over: let the transport close
+        self.on_peer_eof()
+        return True  # keep our side open to answer what the peer sent
+
+    def on_peer_eof(self) -> None:
+        """The peer will send nothing more: close unless a response is still due."""
+        if not self.busy:
+            self.close()
+
+    def linger_expired(self, now: float) -> None:
+        if self.lingering and now - self.lingering > LINGER and self.transport is not None:
             self.transport.close()
 
     def flush(self) -> None:
@@ -113,8 +164,24 @@ class BaseProtocol(asyncio.Protocol, Flushable):
         """Called about once a second by the worker: enforce this connection's timeouts."""
 
     def shutdown(self) -> None:
-        """Graceful stop: finish what was accepted, accept nothing new, then close."""
-        self.close()
+        """Graceful stop: finish what was accepted, accept nothing new, then close.
+
+        A connection without a request in progress gets DRAIN_GRACE to send one (see there).
+        """
+        if not self.busy:
+            self.drain_started = time.monotonic()
+
+    def drain_expired(self, now: float) -> bool:
+        """Close an idle connection whose drain grace has run out; True if it did."""
+        if self.drain_started and not self.busy and now - self.drain_started > DRAIN_GRACE:
+            self.close()
+            return True
+        return False
+
+    @property
+    def draining_idle(self) -> bool:
+        """An idle connection within its drain grace: the worker waits for it."""
+        return bool(self.drain_started) and not self.closed
 
     def refuse_unstarted(self) -> None:
         """Give back requests accepted but not yet started by an application thread (the

@@ -56,6 +56,8 @@ class DetectProtocol(BaseProtocol):
                 self.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         protocol = detect_protocol(data)
         chosen: BaseProtocol
         if protocol is Protocol.MUX:
@@ -78,9 +80,16 @@ class DetectProtocol(BaseProtocol):
         self.ctx.connections.discard(self)
         transport.set_protocol(chosen)
         chosen.connection_made(transport)
+        if self.drain_started:
+            chosen.shutdown()  # serve what arrived, nothing after it
         chosen.data_received(data)
 
     def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            self.linger_expired(now)
+            return
+        if self.drain_expired(now):
+            return
         if now - self.opened > self.config.header_timeout:
             log.info(
                 "closing a connection from %s: nothing received in %gs",

@@ -74,6 +74,8 @@ class HttpProtocol(BaseProtocol):
     # ---------------------------------------------------------------- parser callbacks
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # lingering after our close: dropped
         self.last_activity = _monotonic()
         try:
             self._parser.feed_data(data)
@@ -259,14 +261,18 @@ class HttpProtocol(BaseProtocol):
     def on_abort(self, exchange: Exchange, reason: str) -> None:
         # The head is out: the only honest signal left is to drop the connection.
         self._keep_alive = False
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.abort()
+        self.abort()
 
     def on_done(self, exchange: Exchange) -> None:
-        self.runner.done()
+        self.runner.done(exchange)
         request = self._queue.popleft() if self._queue else None
-        if not self._keep_alive or request is None or not request.complete or self.ctx.draining:
+        if (
+            not self._keep_alive
+            or request is None
+            or not request.complete
+            or self.ctx.draining
+            or (self.peer_eof and not self._queue)
+        ):
             # Unread body bytes must never be parsed as the next request: close instead.
             self.close()
             return
@@ -293,13 +299,12 @@ class HttpProtocol(BaseProtocol):
     def busy(self) -> bool:
         return bool(self._queue)
 
-    def shutdown(self) -> None:
-        if not self._queue:
-            self.close()
-
     def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            self.linger_expired(now)
+            return
         config = self.config
-        if self._queue:
+        if self._queue or self.drain_expired(now):
             return
         if self._in_head:
             if now - self.last_activity > config.header_timeout:

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from muxwsgi import (
+    MAX_STREAM_ID,
     Connection,
     ConnectionConfig,
     ConnectionState,
@@ -22,6 +23,7 @@ from muxwsgi import (
     DataReceived,
     ErrorCode,
     FloodLimits,
+    PingAcknowledged,
     ProtocolError,
     RequestReceived,
     Role,
@@ -43,6 +45,8 @@ _TOO_LARGE_HEAD = ResponseHead(
     413, "Content Too Large", [("Content-Type", "text/plain"), ("Content-Length", "23")]
 )
 _TOO_LARGE_BODY = b"Request body too large\n"
+#: The payload of the PING that ends the first step of a graceful GOAWAY.
+_DRAIN_PING = b"muxdrain"
 
 
 def connection_config(config: Any) -> ConnectionConfig:
@@ -96,6 +100,8 @@ class MuxProtocol(BaseProtocol):
         #: open streams, because a reset stream keeps its application call (rapid reset).
         self.active = 0
         self.body_bytes: dict[int, int] = {}
+        self._drain_ping_at = 0.0
+        self._final_goaway_sent = False
         self._limit_post = self.config.limit_post
         self._max_active = self.config.max_concurrent_streams
         self._body_timeout = self.config.body_timeout
@@ -103,6 +109,8 @@ class MuxProtocol(BaseProtocol):
     # ---------------------------------------------------------------- input
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # lingering after our close: dropped
         self.last_activity = _monotonic()
         try:
             events = self.conn.receive_data(data)
@@ -129,11 +137,13 @@ class MuxProtocol(BaseProtocol):
                 self._pump(None if event.stream_id == 0 else event.stream_id)  # type: ignore[union-attr]
             elif kind is ConnectionTerminated:
                 self._maybe_close()
+            elif kind is PingAcknowledged and event.data == _DRAIN_PING:  # type: ignore[union-attr]
+                self._final_goaway()
         self.flush()
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
-        if self.active >= self._max_active or self.ctx.draining:
+        if self.active >= self._max_active:
             # The core's slot count does not see calls still running for reset streams.
             self.conn.reset_stream(sid, ErrorCode.REFUSED_STREAM)
             return
@@ -259,7 +269,7 @@ class MuxProtocol(BaseProtocol):
             self.runner.dirty.add(self)
 
     def on_done(self, exchange: Exchange) -> None:
-        self.runner.done()
+        self.runner.done(exchange)
         self.active -= 1
         sid = exchange.key
         # The thread is finished: body bytes still arriving are acknowledged unread, and a
@@ -337,8 +347,18 @@ class MuxProtocol(BaseProtocol):
         self._abandon_all()
 
     def _maybe_close(self) -> None:
-        """After a GOAWAY (either way), close once nothing is left in flight."""
-        if self.conn.state is not ConnectionState.OPEN and not self.busy:
+        """Close once nothing is left in flight, if the connection is ending: our final GOAWAY
+        went out, the client sent GOAWAY or its FIN, or a connection error closed it."""
+        if self.closed or self.busy:
+            return
+        conn = self.conn
+        ending = (
+            self._final_goaway_sent
+            or self.peer_eof
+            or conn.goaway_received is not None
+            or conn.state is ConnectionState.CLOSED
+        )
+        if ending:
             self.flush()
             self.close()
 
@@ -349,15 +369,36 @@ class MuxProtocol(BaseProtocol):
                 self._on_reset(sid)
 
     def shutdown(self) -> None:
-        if self.closed:
+        """Graceful stop, HTTP/2's two steps (PROTOCOL.md [S-5]): GOAWAY(2^31-1) and a PING
+        first, so the client stops opening streams without any being refused; once the PING
+        ACK proves it saw that, the final GOAWAY with the real last stream id."""
+        if self.closed or self._drain_ping_at:
             return
-        if self.conn.goaway_sent is None and self.conn.state is ConnectionState.OPEN:
+        self._drain_ping_at = _monotonic()
+        if self.conn.state is ConnectionState.OPEN and self.conn.goaway_sent is None:
+            self.conn.send_goaway(last_stream_id=MAX_STREAM_ID)
+            self.conn.ping(_DRAIN_PING)
+            self.flush()
+        else:
+            self._final_goaway()
+
+    def _final_goaway(self) -> None:
+        if self._final_goaway_sent:
+            return
+        self._final_goaway_sent = True
+        if self.conn.state is not ConnectionState.CLOSED:
             self.conn.send_goaway()
         self.flush()
         self._maybe_close()
 
     def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            self.linger_expired(now)
+            return
         config = self.config
+        if self._drain_ping_at and not self._final_goaway_sent and now - self._drain_ping_at > 2:
+            self._final_goaway()  # the client does not answer pings: stop waiting for it
+            return
         if not self.conn.preface_received:
             if now - self.opened > config.header_timeout:
                 log.info(

@@ -58,6 +58,8 @@ class UwsgiProtocol(BaseProtocol):
     # ---------------------------------------------------------------- input
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # lingering after our close: dropped
         self.last_activity = _monotonic()
         if self._exchange is not None:
             self._body(data)
@@ -179,12 +181,10 @@ class UwsgiProtocol(BaseProtocol):
         # Without framing, a cut response can only be signalled by dropping the connection
         # before the declared length; abort() skips the orderly close.
         self._pending.clear()
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self.transport.abort()
+        self.abort()
 
     def on_done(self, exchange: Exchange) -> None:
-        self.runner.done()
+        self.runner.done(exchange)
         self._exchange = None
         if not self._pending:
             self.close()
@@ -209,11 +209,12 @@ class UwsgiProtocol(BaseProtocol):
     def busy(self) -> bool:
         return self._exchange is not None
 
-    def shutdown(self) -> None:
-        if self._exchange is None:
-            self.close()  # nothing accepted yet: the client will retry elsewhere
-
     def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            self.linger_expired(now)
+            return
+        if self.drain_expired(now):
+            return
         if self._exchange is None and now - self.opened > self.config.header_timeout:
             log.info(
                 "uwsgi connection from %s: no complete request in %gs; closing",

@@ -1,0 +1,322 @@
+"""The master with real processes and real signals: reload, stop, respawn, recycle, harakiri,
+stats, crash-loop guard, boot errors (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from muxwsgi import ErrorCode
+
+from ..loadgen import Load
+from ..muxclient import RawMux
+from ..servers import ROOT, ServerProcess, start, wait_ready
+
+pytestmark = pytest.mark.slow
+
+RELOAD_APP = """
+import time
+VERSION = {version!r}
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"].partition("=")[2] or 0.2))
+    if path == "/stuck":
+        time.sleep(60)
+    body = VERSION.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def write_app(directory: Path, version: str) -> None:
+    (directory / "reloadapp.py").write_text(RELOAD_APP.format(version=version))
+
+
+def until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def served_version(server: ServerProcess) -> str:
+    client = RawMux(server.address)
+    try:
+        return client.request("GET", "/version").body.decode()
+    finally:
+        client.close()
+
+
+def reload_app(tmp_path: Path, *args: str, watch: Path | None = None) -> ServerProcess:
+    write_app(tmp_path, "v1")
+    return start("reloadapp:app", "--chdir", str(tmp_path), *args, log_dir=tmp_path, watch=watch)
+
+
+def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10")
+    try:
+        with Load(server.address, ["/fast", "/sleep?s=0.2"]) as load:
+            time.sleep(1.0)
+            for n in range(2, 7):
+                write_app(tmp_path, f"v{n}")  # new code on disk: workers must re-import it
+                exited = server.log().count("exited (code 0)")
+                server.signal(signal.SIGHUP)
+                # Each reload replaces both workers, one at a time, new before old.
+                until(
+                    lambda before=exited: server.log().count("exited (code 0)") >= before + 2,
+                    30,
+                    "a reload",
+                )
+            time.sleep(1.0)
+            tally = load.stop()
+        print(f"\nHUP x5 under load: ok={dict(tally.ok)} failed={dict(tally.failed)} "
+              f"retried={dict(tally.retried)}")  # fmt: skip
+        assert tally.total_failed == 0, tally.errors
+        assert min(tally.ok.values()) > 20 and len(tally.ok) == 3  # all three protocols ran
+        assert served_version(server) == "v6"  # the new code is served afterwards
+        versions = {body.decode() for body in tally.bodies}
+        assert {"v1", "v6"} <= versions
+    finally:
+        server.stop()
+
+
+def test_term_under_load_drains_and_exits_zero(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "16", "--graceful-timeout", "10")
+    client = RawMux(server.address)
+    slow = [client.send("GET", "/sleep?s=1.5") for _ in range(20)]
+    time.sleep(0.3)  # all 20 are running
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(OSError):  # new connections are refused from now on
+        socket.create_connection(server.address, timeout=2).close()
+    replies = client.wait(*slow, timeout=15)
+    code = server.wait(15)
+    drained = time.monotonic() - started
+    print(
+        f"\nTERM drain: {len(replies)} in-flight requests completed, "
+        f"exit {code} after {drained:.2f}s"
+    )
+    assert code == 0
+    assert all(r.status == 200 and r.body == b"v1" for r in replies)
+    assert drained < 10
+    assert "graceful stop" in server.log()
+
+
+def test_int_is_a_fast_stop(tmp_path: Path) -> None:
+    server = reload_app(tmp_path)
+    client = RawMux(server.address)
+    client.send("GET", "/sleep?s=30")
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.signal(signal.SIGINT)
+    assert server.wait(10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_kill_9_worker_is_respawned(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "2")
+    try:
+        until(lambda: len(server.worker_pids()) == 2, 10, "two workers")
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        until(lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(), 10,
+              "a respawned worker")  # fmt: skip
+        assert "died unexpectedly (signal 9)" in server.log()
+        assert all(served_version(server) == "v1" for _ in range(20))
+    finally:
+        server.stop()
+
+
+def test_max_requests_recycles_without_failing_a_request(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "2", "--max-requests", "300",
+                        "--max-requests-jitter", "50")  # fmt: skip
+    try:
+        with Load(server.address, ["/fast"], mux=1, http=1, uwsgi=1) as load:
+            until(lambda: server.log().count("max-requests; replacing") >= 3, 60, "recycling")
+            tally = load.stop()
+        assert tally.total_failed == 0, tally.errors
+    finally:
+        server.stop()
+
+
+def test_harakiri_replaces_only_the_stuck_worker(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "1", "--harakiri", "1")
+    try:
+        until(lambda: len(server.worker_pids()) == 2, 10, "two workers")
+        client = RawMux(server.address)
+        stuck = client.send("GET", "/stuck")
+        queued = [client.send("GET", "/fast") for _ in range(3)]  # behind it, on one thread
+        replies = client.wait(stuck, *queued, timeout=15)
+        assert replies[0].reset == ErrorCode.INTERNAL_ERROR  # the stuck request is aborted
+        # Requests that never started are refused: the client may retry them anywhere.
+        assert all(r.reset == ErrorCode.REFUSED_STREAM for r in replies[1:])
+        assert "harakiri" in server.log()
+        until(lambda: len(server.worker_pids()) == 2, 10, "a replacement worker")
+        assert served_version(server) == "v1"
+    finally:
+        server.stop()
+
+
+def test_ttin_ttou(tmp_path: Path) -> None:
+    server = reload_app(tmp_path, "--workers", "1")
+    try:
+        until(lambda: len(server.worker_pids()) == 1, 10, "one worker")
+        server.signal(signal.SIGTTIN)
+        until(lambda: len(server.worker_pids()) == 2, 10, "two workers after TTIN")
+        server.signal(signal.SIGTTOU)
+        until(lambda: len(server.worker_pids()) == 1, 15, "one worker after TTOU")
+    finally:
+        server.stop()
+
+
+def test_stats_json_and_prometheus(tmp_path: Path) -> None:
+    stats_path = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--stats", f"unix:{stats_path}")
+    try:
+        assert stat.S_IMODE(os.stat(stats_path).st_mode) == 0o600
+
+        def fetch(path: str) -> str:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(stats_path))
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = b"".join(iter(lambda: sock.recv(65536), b""))
+            return data.partition(b"\r\n\r\n")[2].decode()
+
+        before = json.loads(fetch("/"))
+        assert len(before["workers"]) == 2 and before["listen_queue_max"] > 0
+        client = RawMux(server.address)
+        for _ in range(50):
+            client.send("GET", "/fast")
+        client.wait()
+        until(lambda: sum(w["requests"] for w in json.loads(fetch("/"))["workers"]) >= 50, 5,
+              "stats to count the requests")  # fmt: skip
+        after = json.loads(fetch("/"))
+        assert all(
+            w["pid"] in server.worker_pids() and w["status"] == "ready" for w in after["workers"]
+        )
+        assert sum(w["streams"] for w in after["workers"]) == 0
+        metrics = fetch("/metrics")
+        samples = dict(
+            line.rsplit(" ", 1)
+            for line in metrics.splitlines()
+            if line and not line.startswith("#")
+        )
+        assert samples["muxwsgi_workers"] == "2"
+        total = sum(
+            float(v) for k, v in samples.items() if k.startswith("muxwsgi_worker_requests_total")
+        )
+        assert total >= 50
+    finally:
+        server.stop()
+
+
+def test_access_log_json_with_request_id(tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    server = reload_app(tmp_path, "--access-log", str(log_path), "--log-format", "json")
+    try:
+        client = RawMux(server.address)
+        client.request("GET", "/fast?x=1", HTTP_X_REQUEST_ID="req-123")
+        client.request("GET", "/other")
+        until(lambda: log_path.exists() and len(log_path.read_text().splitlines()) >= 3, 5,
+              "access log lines")  # fmt: skip
+        entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+        mine = [e for e in entries if e["request_id"] == "req-123"]
+        assert mine and mine[0]["path"] == "/fast?x=1"  # REQUEST_URI, query included
+        assert mine[0]["status"] == 200 and mine[0]["protocol"] == "mux" and mine[0]["bytes"] == 2
+        generated = [e for e in entries if e["path"].startswith("/other")]
+        assert generated and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", generated[0]["request_id"])
+    finally:
+        server.stop()
+
+
+def test_usr1_reopens_the_error_log(tmp_path: Path) -> None:
+    error_log = tmp_path / "error.log"
+    server = reload_app(tmp_path, "--error-log", str(error_log), watch=error_log)
+    try:
+        until(lambda: error_log.exists() and "worker" in error_log.read_text(), 5, "the error log")
+        error_log.rename(tmp_path / "error.log.1")  # what logrotate does
+        server.signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        server.signal(signal.SIGTTIN)  # something for the master to log
+        until(lambda: error_log.exists() and "TTIN" in error_log.read_text(), 5, "a reopened log")
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- startup failures
+
+
+def run_serve(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "muxwsgi", "serve", *args], cwd=ROOT, capture_output=True,
+        text=True, timeout=timeout, start_new_session=True,
+    )  # fmt: skip
+
+
+def test_app_import_error_exits_at_once() -> None:
+    started = time.monotonic()
+    result = run_serve("no_such_module_anywhere:app", "--bind", "127.0.0.1:0", "--workers", "3")
+    assert result.returncode == 4
+    assert 'Could not import module "no_such_module_anywhere".' in result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_crash_loop_guard(tmp_path: Path) -> None:
+    (tmp_path / "crashapp.py").write_text(
+        "import os, threading\nthreading.Timer(0.2, os._exit, (9,)).start()\n"
+        "def app(environ, start_response):\n    return []\n"
+    )
+    result = run_serve("crashapp:app", "--chdir", str(tmp_path), "--bind", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert "keep dying right after they start" in result.stderr
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve("muxwsgi.demo:app", "--bind", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+
+
+def test_unix_socket_is_0660_and_removed(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    server = start("tests.server.apps:app", log_dir=tmp_path, bind=f"unix:{path}")
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        client = RawMux(str(path))
+        assert client.request("GET", "/hello").body == b"Hello, World!"
+    finally:
+        server.stop()
+    assert not path.exists()
+
+
+def test_default_bind_is_loopback_3031(tmp_path: Path) -> None:
+    log = tmp_path / "default.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "muxwsgi", "serve", "muxwsgi.demo:app"],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        until(lambda: "listening on" in log.read_text() or proc.poll() is not None, 10, "start")
+        assert "listening on 127.0.0.1:3031" in log.read_text()
+        wait_ready(("127.0.0.1", 3031))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
