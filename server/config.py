@@ -1,27 +1,49 @@
-"""Every server setting, defined once.
+"""Every server setting, defined exactly once.
 
-Each setting is one typed attribute of :class:`Config`, declared with :func:`setting`: default,
-bounds, help text, command-line flags and uWSGI ini names. From those declarations come the
-``muxwsgi serve`` argument parser, the ``MUXWSGI_<NAME>`` environment variables, the TOML config
-file (``--config``), the uWSGI ini mapping (``--ini``), ``--help`` and the docs table
-(docs/configuration.md, checked by a test).
+:data:`SETTINGS` is a tuple of :class:`Setting` records (name, section, default, description,
+kind, bounds, command-line flags, uWSGI ini keys). Everything else is derived from it by one
+loop: the ``muxwsgi serve`` argument parser, the ``MUXWSGI_<NAME>`` environment variables, the
+TOML config file (``--config``), the uWSGI ini mapping (``--ini``, see ``_ini.py``), ``--help``
+and docs/configuration.md. :class:`Config` is the frozen result; its fields take their defaults
+from the table and :func:`config_mismatches` (run by the tests) checks that the two agree.
 
 Precedence, lowest first: defaults, ``--ini`` file, ``--config`` file, environment, command line.
+Every source yields raw values (strings, or native TOML values) tagged with where they came
+from; only the winning value of each setting is converted and validated, by
+:meth:`Setting.convert`, so an error names the setting and its source in one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import ipaddress
+import json
+import math
 import os
+import re
+import textwrap
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, NoReturn, TypeAlias
 
-__all__ = ("SETTINGS", "Config", "ConfigError", "Setting", "build_parser", "load_config")
-
-T = TypeVar("T")
+__all__ = (
+    "SECTIONS",
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "RawValue",
+    "ServeArgs",
+    "Setting",
+    "build_parser",
+    "config_mismatches",
+    "load_config",
+    "parse_serve_args",
+    "render_config",
+    "render_settings_markdown",
+)
 
 APPLICATION = "Application"
 SOCKETS = "Sockets"
@@ -31,613 +53,963 @@ TIMEOUTS = "Timeouts"
 FLOOD = "Flood protection"
 LIFECYCLE = "Lifecycle"
 LOGGING = "Logging and stats"
+#: Sections in the order --help and the docs show them.
 SECTIONS = (APPLICATION, SOCKETS, WORKERS, LIMITS, TIMEOUTS, FLOOD, LIFECYCLE, LOGGING)
+
+#: How a raw value is converted: see the ``_to_*`` functions below.
+Kind: TypeAlias = Literal[
+    "str", "int", "float", "size", "bool", "choice", "mode", "address", "addresses", "networks"
+]
+_LIST_KINDS = ("addresses", "networks")
 
 
 class ConfigError(Exception):
-    """A setting has an invalid value; the message names the setting and where it came from."""
+    """A setting has an invalid value, or a source cannot be read. The message is one line
+    that names the setting and where the value came from."""
 
 
-_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass
+@dataclass(frozen=True)
 class Setting:
-    """The one definition of a setting. ``kind`` picks the parser: int, float, size, bool,
-    str, choice, list, mode (octal file mode), address (HOST:PORT or unix:PATH)."""
+    """The one definition of a setting.
 
-    default: Any
+    ``flags`` defaults to ``--<name-with-dashes>``; ``minimum``/``maximum`` bound numbers;
+    ``ini`` lists the uWSGI ini keys that map to this setting; ``positional`` makes it the
+    positional argument of ``muxwsgi serve`` (only ``app``).
+    """
+
+    name: str
     section: str
-    help: str
-    kind: str
+    default: object
+    desc: str
+    kind: Kind = "str"
     flags: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     ini: tuple[str, ...] = ()
-    positional: bool = False
     metavar: str | None = None
-    name: str = ""  # filled in from the attribute name
+    positional: bool = False
 
     @property
     def env(self) -> str:
-        return f"MUXWSGI_{self.name.upper()}"
+        """The environment variable: ``MUXWSGI_`` and the upper-case name."""
+        return "MUXWSGI_" + self.name.upper()
 
     @property
     def cli(self) -> tuple[str, ...]:
-        return self.flags or (f"--{self.name.replace('_', '-')}",)
+        """The command-line flags (empty for the positional setting)."""
+        if self.positional:
+            return ()
+        return self.flags or ("--" + self.name.replace("_", "-"),)
 
-    def parse(self, value: Any, source: str) -> Any:
-        """Convert ``value`` (a string, or a TOML value) and check it; ConfigError if invalid."""
+    @property
+    def label(self) -> str:
+        """How messages name the setting: its own long flag if it has one, else its last."""
+        if self.positional:
+            return self.metavar or self.name
+        own = "--" + self.name.replace("_", "-")
+        return own if own in self.cli else self.cli[-1]
+
+    @property
+    def is_list(self) -> bool:
+        """Whether values are lists (repeatable flags, comma-separated text)."""
+        return self.kind in _LIST_KINDS
+
+    def convert(self, raw: object, source: str) -> Any:
+        """Return ``raw`` (text from the command line, environment or an ini file, a TOML
+        value, or a list of those for list settings) as this setting's type.
+
+        Raises ConfigError (``invalid value for --threads (from MUXWSGI_THREADS): 'x' is not
+        an integer``) if it does not convert or is out of bounds. An empty value resets a
+        setting whose default is None (unset).
+        """
+        if self.default is None and raw in (None, ""):
+            return None
         try:
-            parsed = self._convert(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"invalid value for {self.cli[-1] if not self.positional else self.name} "
-                f"(from {source}): {value!r} {exc}"
-            ) from None
-        if self._outside(parsed):
-            raise ConfigError(
-                f"invalid value for {self.cli[-1]} (from {source}): {value!r} is outside "
-                f"{_fmt(self.minimum)}..{_fmt(self.maximum)}"
-            )
-        return parsed
+            value = _CONVERTERS[self.kind](self, raw)
+            self._check_bounds(value, raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {self.label} (from {source}): {exc}") from None
+        return value
 
-    def _outside(self, parsed: Any) -> bool:
-        if not isinstance(parsed, int | float) or isinstance(parsed, bool):
-            return False
-        return (self.minimum is not None and parsed < self.minimum) or (
-            self.maximum is not None and parsed > self.maximum
-        )
-
-    def _convert(self, value: Any) -> Any:
-        kind = self.kind
-        if value is None:
-            if self.default is None:
-                return None
-            raise ValueError("needs a value")
-        if kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise TypeError("is not an integer")
-            try:
-                return int(value)
-            except ValueError:
-                raise ValueError("is not an integer") from None
-        if kind == "float":
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise ValueError("is not a number") from None
-        if kind == "size":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            text = str(value).strip().lower().removesuffix("b")
-            factor = _SIZE_SUFFIXES.get(text[-1:], 1)
-            number = text[:-1] if text[-1:] in _SIZE_SUFFIXES else text
-            if not number.isdigit():
-                raise ValueError("is not a size (e.g. 65536, 64k, 100m, 1g)")
-            return int(number) * factor
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("is not a boolean (true/false, yes/no, on/off, 1/0)")
-        if kind == "choice":
-            if value not in self.choices:
-                raise ValueError(f"is not one of {', '.join(self.choices)}")
-            return value
-        if kind == "mode":
-            if isinstance(value, int):
-                return value
-            try:
-                return int(str(value), 8)
-            except ValueError:
-                raise ValueError("is not an octal file mode (e.g. 0660)") from None
-        if kind == "networks":
-            result = _split(value)
-            for item in result:
-                if item != "*":
-                    ipaddress.ip_network(item, strict=False)
-            return result
-        if kind == "addresses":
-            result = _split(value)
-            for item in result:
-                _check_address(item)
-            return result
-        if kind == "address":
-            _check_address(str(value))
-            return str(value)
-        return str(value)
-
-
-def _split(value: Any) -> list[str]:
-    """A list setting from "a,b", ["a", "b"] or a repeated flag's ["a,b", "c"]."""
-    parts = [value] if isinstance(value, str) else list(value)
-    return [item.strip() for part in parts for item in str(part).split(",") if item.strip()]
-
-
-def _check_address(text: str) -> None:
-    if text.startswith("unix:"):
-        if len(text) > 5:
+    def _check_bounds(self, value: object, raw: object) -> None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
             return
-        raise ValueError("is not an address: unix: needs a path")
-    _, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError("is not an address (HOST:PORT, [IPV6]:PORT or unix:PATH)")
+        low, high = self.minimum, self.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"{raw!r} is out of range ({_bounds(self)})")
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() else str(value)
+# ---------------------------------------------------------------- conversions
+# Each takes the setting and a raw value and returns the converted value or raises ValueError
+# with a message that starts with the offending value.
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_SIZE = re.compile(r"([0-9]+)\s*([kmg]?)", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_OCTAL = re.compile(r"(?:0o?)?([0-7]{1,4})", re.IGNORECASE)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")  # a host name or an IPv4 address
 
 
-def setting(
-    default: T,
-    section: str,
-    help: str,
-    *,
-    kind: str | None = None,
-    flags: tuple[str, ...] = (),
-    minimum: float | None = None,
-    maximum: float | None = None,
-    choices: tuple[str, ...] = (),
-    ini: tuple[str, ...] = (),
-    positional: bool = False,
-    metavar: str | None = None,
-) -> T:
-    """Declare a setting as a Config attribute (typed as its value, like dataclasses.field)."""
-    if kind is None:
-        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default), "str")
-    if choices:
-        kind = "choice"
-    return cast(
-        T,
-        Setting(
-            default,
-            section,
-            help,
-            kind,
-            flags,
-            minimum,
-            maximum,
-            choices,
-            ini,
-            positional,
-            metavar,
-        ),
-    )
+def _to_str(setting: Setting, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"{raw!r} is not a string")
+    if not raw:
+        raise ValueError("'' is empty")
+    return raw
 
 
-class Config:
-    """The effective settings of a server. Immutable once built (see :func:`load_config`)."""
+def _to_int(setting: Setting, raw: object) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+        return int(raw)
+    raise ValueError(f"{raw!r} is not an integer")
 
-    # ---------------------------------------------------------------- Application
-    app: str | None = setting(
-        None,
+
+def _to_float(setting: Setting, raw: object) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+    else:
+        raise ValueError(f"{raw!r} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
+
+
+def _to_size(setting: Setting, raw: object) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    match = _SIZE.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    if match is None:
+        raise ValueError(f"{raw!r} is not a size (bytes, or with a suffix: 64k, 1m, 1g)")
+    return int(match[1]) * _SIZE_FACTORS[match[2].lower()]
+
+
+def _to_bool(setting: Setting, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def _to_choice(setting: Setting, raw: object) -> str:
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text not in setting.choices:
+        raise ValueError(f"{raw!r} is not one of: {', '.join(setting.choices)}")
+    return text
+
+
+def _to_mode(setting: Setting, raw: object) -> int:
+    # Text is always octal, as chmod and uWSGI read it ("660" is 0o660); a TOML integer
+    # must be written 0o660, since 660 would be a different (and invalid) mode.
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 0o777:
+        return raw
+    match = _OCTAL.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    if match is None or int(match[1], 8) > 0o777:
+        raise ValueError(f"{raw!r} is not an octal file mode (like 0660)")
+    return int(match[1], 8)
+
+
+def _to_address(setting: Setting, raw: object) -> str:
+    text = _to_str(setting, raw).strip()
+    if text.startswith("unix:"):
+        if text == "unix:":
+            raise ValueError(f"{raw!r} is not an address: unix: needs a path")
+        return text
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{raw!r} is not an address (HOST:PORT, [IPV6]:PORT or unix:PATH)")
+    if not host:
+        # uWSGI reads ":8080" as every interface; here that must be said explicitly.
+        raise ValueError(f"{raw!r} has no host (write 0.0.0.0{text} for all interfaces)")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an address: bad IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"{raw!r} is not an address: write IPv6 addresses as [ADDR]:PORT")
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{raw!r} is not an address: bad host name")
+    return text
+
+
+def _to_network(setting: Setting, raw: object) -> str:
+    text = _to_str(setting, raw).strip()
+    if text != "*":
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{raw!r} is not an IP address or network (like 10.0.0.0/8, or * for any)"
+            ) from None
+    return text
+
+
+def _to_list(item: Callable[[Setting, object], str]) -> Callable[[Setting, object], object]:
+    """A list converter: "a,b", ["a", "b"], or a repeated flag's ["a,b", "c"] -> ("a", "b", "c")."""
+
+    def convert(setting: Setting, raw: object) -> tuple[str, ...]:
+        parts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(parts, list | tuple) or not all(isinstance(p, str) for p in parts):
+            raise ValueError(f"{raw!r} is not a list of strings")
+        texts = [text.strip() for part in parts for text in part.split(",") if text.strip()]
+        if not texts:
+            raise ValueError(f"{raw!r} is empty: give at least one value")
+        return tuple(item(setting, text) for text in texts)
+
+    return convert
+
+
+_CONVERTERS: dict[Kind, Callable[[Setting, object], object]] = {
+    "str": _to_str,
+    "int": _to_int,
+    "float": _to_float,
+    "size": _to_size,
+    "bool": _to_bool,
+    "choice": _to_choice,
+    "mode": _to_mode,
+    "address": _to_address,
+    "addresses": _to_list(_to_address),
+    "networks": _to_list(_to_network),
+}
+
+#: The Config field type of each kind (Optional when the default is None).
+_FIELD_TYPES: dict[Kind, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "size": int,
+    "bool": bool,
+    "choice": str,
+    "mode": int,
+    "address": str,
+    "addresses": tuple[str, ...],
+    "networks": tuple[str, ...],
+}
+
+_METAVARS: dict[Kind, str] = {
+    "str": "VALUE",
+    "int": "N",
+    "float": "SECONDS",
+    "size": "BYTES",
+    "bool": "BOOL",
+    "mode": "MODE",
+    "address": "ADDRESS",
+    "addresses": "ADDRESS",
+    "networks": "NETWORK",
+}
+
+_MAX_INT32 = 2**31 - 1
+
+
+# ---------------------------------------------------------------- the table
+
+SETTINGS: tuple[Setting, ...] = (
+    # Application
+    Setting(
+        "app",
         APPLICATION,
-        "The WSGI application, MODULE:ATTRIBUTE (MODULE alone means MODULE:application).",
+        None,
+        "The WSGI application as MODULE:ATTRIBUTE (dotted attributes work; MODULE alone means "
+        "MODULE:application, uWSGI's default). With --wsgi-file, just the ATTRIBUTE. Required "
+        "unless given by --ini, --config or the environment.",
         positional=True,
         ini=("module",),
         metavar="MODULE:ATTR",
-    )
-    wsgi_file: str | None = setting(
-        None,
+    ),
+    Setting(
+        "wsgi_file",
         APPLICATION,
-        "Load the application module from this .py file instead.",
-        kind="str",
+        None,
+        "Load the application from this Python file instead of importing a module.",
         ini=("wsgi-file",),
-    )
-    chdir: str | None = setting(
-        None,
+        metavar="FILE",
+    ),
+    Setting(
+        "chdir",
         APPLICATION,
-        "Change to this directory before loading the application.",
-        kind="str",
+        None,
+        "Change to this directory before loading the application (it then goes first on sys.path).",
         ini=("chdir",),
-    )
-
-    # ---------------------------------------------------------------- Sockets
-    bind: list[str] = setting(
-        ["127.0.0.1:3031"],
+        metavar="DIR",
+    ),
+    # Sockets
+    Setting(
+        "bind",
         SOCKETS,
-        "Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH. "
-        "Repeat for several. Every socket speaks mux, classic uwsgi and HTTP/1.1. Never all "
+        ("127.0.0.1:3031",),
+        "Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat (or separate with "
+        "commas) for several. Every socket speaks mux, classic uwsgi and HTTP/1.1. Never all "
         "interfaces unless asked: uwsgi must not face the public internet.",
         kind="addresses",
         flags=("-b", "--bind"),
         ini=("socket", "uwsgi-socket", "http-socket"),
-        metavar="ADDRESS",
-    )
-    backlog: int = setting(
-        1024,
+    ),
+    Setting(
+        "backlog",
         SOCKETS,
-        "Listen backlog (capped by the kernel's somaxconn).",
+        1024,
+        "Listen backlog of each socket (the kernel caps it at somaxconn).",
+        kind="int",
         flags=("--listen", "--backlog"),
         minimum=1,
         maximum=65535,
         ini=("listen",),
-    )
-    unix_socket_mode: int = setting(
-        0o660,
+    ),
+    Setting(
+        "unix_socket_mode",
         SOCKETS,
-        "File mode of unix sockets (octal).",
+        0o660,
+        "File mode of unix sockets, in octal.",
         kind="mode",
         flags=("--chmod-socket",),
         ini=("chmod-socket",),
-    )
-    allow_from: list[str] = setting(
-        ["*"],
+    ),
+    Setting(
+        "allow_from",
         SOCKETS,
-        "IP addresses or networks allowed to connect over TCP (comma-separated; "
-        "* for any). Unix sockets are always allowed.",
+        ("*",),
+        "IP addresses or networks (CIDR) allowed to connect over TCP, comma-separated or "
+        "repeated; * allows any. Unix sockets are always allowed.",
         kind="networks",
-    )
-
-    # ---------------------------------------------------------------- Workers
-    workers: int = setting(
-        1,
+    ),
+    # Workers
+    Setting(
+        "workers",
         WORKERS,
+        1,
         "Worker processes.",
+        kind="int",
         flags=("-w", "--workers"),
         minimum=1,
         maximum=1024,
         ini=("processes", "workers"),
-    )
-    threads: int = setting(
-        8,
+    ),
+    Setting(
+        "threads",
         WORKERS,
-        "Application threads per worker: also the bound on running application "
-        "calls, whatever the number of open streams.",
+        8,
+        "Application threads of each worker: also the bound on running application calls, "
+        "however many streams are open.",
+        kind="int",
         flags=("-t", "--threads"),
         minimum=1,
         maximum=4096,
         ini=("threads",),
-    )
-    loop: str = setting(
-        "auto",
+    ),
+    Setting(
+        "loop",
         WORKERS,
-        "Event loop of the workers (auto: uvloop when installed).",
+        "auto",
+        "Event loop of the workers (auto: uvloop when it is installed).",
+        kind="choice",
         choices=("auto", "asyncio", "uvloop"),
-    )
-
-    # ---------------------------------------------------------------- Protocol limits
-    max_concurrent_streams: int = setting(
-        128,
+    ),
+    # Protocol limits
+    Setting(
+        "max_concurrent_streams",
         LIMITS,
-        "Streams one mux connection may have open (advertised in SETTINGS).",
+        128,
+        "Streams one mux connection may have open (advertised to the client).",
+        kind="int",
         minimum=1,
         maximum=65535,
-    )
-    initial_window_size: int = setting(
-        262144,
+    ),
+    Setting(
+        "initial_window_size",
         LIMITS,
+        262144,
         "Flow-control receive window of each stream, bytes.",
         kind="size",
         minimum=1,
-        maximum=2**31 - 1,
-    )
-    connection_window_size: int = setting(
-        1048576,
+        maximum=_MAX_INT32,
+    ),
+    Setting(
+        "connection_window_size",
         LIMITS,
+        1048576,
         "Flow-control receive window of each mux connection, bytes.",
         kind="size",
         minimum=65535,
-        maximum=2**31 - 1,
-    )
-    max_frame_size: int = setting(
-        65535,
+        maximum=_MAX_INT32,
+    ),
+    Setting(
+        "max_frame_size",
         LIMITS,
-        "Largest DATA frame accepted, bytes.",
+        65535,
+        "Largest frame payload accepted, bytes.",
         kind="size",
         minimum=16384,
         maximum=65535,
-    )
-    buffer_size: int = setting(
-        32768,
+    ),
+    Setting(
+        "buffer_size",
         LIMITS,
-        "Largest request head (vars block, mux HEADERS, HTTP headers), bytes (uWSGI's name).",
+        32768,
+        "Largest request head (classic vars block, mux HEADERS, HTTP request head), bytes "
+        "(uWSGI's name).",
         kind="size",
         minimum=1024,
         maximum=65535,
         ini=("buffer-size",),
-    )
-    max_vars: int = setting(
-        256,
+    ),
+    Setting(
+        "max_vars",
         LIMITS,
+        256,
         "Most vars (or HTTP headers) in one request head.",
+        kind="int",
         minimum=1,
         maximum=10000,
-        ini=("max-vars",),
-    )
-    limit_post: int = setting(
-        104857600,
+    ),
+    Setting(
+        "limit_post",
         LIMITS,
+        104857600,
         "Largest request body, bytes (0: unlimited).",
         kind="size",
         minimum=0,
         ini=("limit-post",),
-    )
-    max_connections: int = setting(
+    ),
+    Setting(
+        "max_connections",
+        LIMITS,
         1000,
-        LIMITS,
         "Open connections per worker; more are closed at once.",
+        kind="int",
         minimum=1,
-    )
-    send_buffer_size: int = setting(
-        262144,
+    ),
+    Setting(
+        "send_buffer_size",
         LIMITS,
-        "Response bytes of one stream buffered while the client's window is "
-        "shut; past it the application thread waits.",
+        262144,
+        "Response bytes of one stream buffered for sending while the client's window is shut; "
+        "past it the application's iterator waits.",
         kind="size",
         minimum=4096,
-    )
-    max_request_line: int = setting(
-        8190,
+    ),
+    Setting(
+        "max_request_line",
         LIMITS,
-        "Longest HTTP/1.1 request target, bytes.",
+        8190,
+        "Longest HTTP/1.1 request line, bytes.",
         kind="size",
         minimum=64,
-    )
-
-    # ---------------------------------------------------------------- Timeouts
-    header_timeout: float = setting(
+        maximum=65535,
+    ),
+    # Timeouts (seconds). Those without an "off" value must stay positive: 0 would time out
+    # every connection at once.
+    Setting(
+        "header_timeout",
+        TIMEOUTS,
         10.0,
-        TIMEOUTS,
         "Seconds to receive a connection's preface or a complete request head.",
+        kind="float",
         minimum=0.1,
-    )
-    body_timeout: float = setting(
-        30.0,
+    ),
+    Setting(
+        "body_timeout",
         TIMEOUTS,
+        30.0,
         "Seconds a request body may stay idle while the application reads it.",
+        kind="float",
         minimum=0.1,
-    )
-    keepalive_timeout: float = setting(
+    ),
+    Setting(
+        "keepalive_timeout",
+        TIMEOUTS,
         5.0,
-        TIMEOUTS,
-        "Seconds an idle HTTP/1.1 keep-alive connection is kept.",
+        "Seconds an idle HTTP/1.1 keep-alive connection is kept open.",
+        kind="float",
         minimum=0.1,
-    )
-    idle_timeout: float = setting(
+    ),
+    Setting(
+        "idle_timeout",
+        TIMEOUTS,
         300.0,
-        TIMEOUTS,
-        "Seconds a mux connection without streams is kept.",
+        "Seconds a mux connection without streams is kept open.",
+        kind="float",
         minimum=0.1,
-    )
-    stuck_window_timeout: float = setting(
-        30.0,
+    ),
+    Setting(
+        "stuck_window_timeout",
         TIMEOUTS,
-        "Seconds a stream's send window may stay shut before the stream is reset.",
+        30.0,
+        "Seconds a stream's send window may stay at 0 before the stream is reset.",
+        kind="float",
         minimum=0.1,
-    )
-    graceful_timeout: float = setting(
-        30.0,
+    ),
+    Setting(
+        "graceful_timeout",
         TIMEOUTS,
+        30.0,
         "Seconds a stopping or reloading worker gets to finish its requests.",
+        kind="float",
         minimum=0.0,
-    )
-    harakiri: float = setting(
-        0.0,
+    ),
+    Setting(
+        "harakiri",
         TIMEOUTS,
-        "Per-request timeout, seconds: a worker with a request running longer is "
-        "replaced (0: off).",
+        0.0,
+        "Per-request timeout, seconds: a worker with a request running longer is replaced "
+        "(0: off).",
+        kind="float",
         minimum=0.0,
         ini=("harakiri",),
-    )
-    heartbeat_timeout: float = setting(
-        30.0,
+    ),
+    Setting(
+        "heartbeat_timeout",
         TIMEOUTS,
-        "Seconds a worker's event loop may miss its heartbeat before the master "
-        "kills it (separate from harakiri; 0: off).",
+        30.0,
+        "Seconds a worker's event loop may miss its heartbeat before the master replaces it "
+        "(worker liveness, separate from harakiri; 0: off).",
+        kind="float",
         minimum=0.0,
-    )
-
-    # ---------------------------------------------------------------- Flood protection
-    reset_burst: int = setting(1000, FLOOD, "RESET frames a client may send in a burst.", minimum=1)
-    reset_rate: float = setting(100.0, FLOOD, "RESET frames per second refilled.", minimum=0.0)
-    ping_burst: int = setting(50, FLOOD, "PING frames in a burst.", minimum=1)
-    ping_rate: float = setting(5.0, FLOOD, "PING frames per second refilled.", minimum=0.0)
-    settings_burst: int = setting(20, FLOOD, "SETTINGS frames in a burst.", minimum=1)
-    settings_rate: float = setting(1.0, FLOOD, "SETTINGS frames per second refilled.", minimum=0.0)
-    glitch_burst: int = setting(
-        1000,
+    ),
+    # Flood protection: token buckets per connection (burst, refilled at rate per second).
+    Setting(
+        "reset_burst",
         FLOOD,
-        "Useless frames (empty DATA, frames on closed streams, unknown types, "
-        "invalid requests) in a burst.",
-        minimum=1,
-    )
-    glitch_rate: float = setting(100.0, FLOOD, "Useless frames per second refilled.", minimum=0.0)
-    max_queued_control: int = setting(
         1000,
-        FLOOD,
-        "Control replies (PING/SETTINGS ACK, RESET) queued for a client that does not read.",
+        "RESET frames a client may send in a burst.",
+        kind="int",
         minimum=1,
-    )
-
-    # ---------------------------------------------------------------- Lifecycle
-    max_requests: int = setting(
-        0,
+    ),
+    Setting(
+        "reset_rate",
+        FLOOD,
+        100.0,
+        "RESET frames per second refilled.",
+        kind="float",
+        minimum=0.0,
+        metavar="PER_SECOND",
+    ),
+    Setting("ping_burst", FLOOD, 50, "PING frames in a burst.", kind="int", minimum=1),
+    Setting(
+        "ping_rate",
+        FLOOD,
+        5.0,
+        "PING frames per second refilled.",
+        kind="float",
+        minimum=0.0,
+        metavar="PER_SECOND",
+    ),
+    Setting("settings_burst", FLOOD, 20, "SETTINGS frames in a burst.", kind="int", minimum=1),
+    Setting(
+        "settings_rate",
+        FLOOD,
+        1.0,
+        "SETTINGS frames per second refilled.",
+        kind="float",
+        minimum=0.0,
+        metavar="PER_SECOND",
+    ),
+    Setting(
+        "glitch_burst",
+        FLOOD,
+        1000,
+        "Useless frames (empty DATA, frames on closed streams, unknown types, invalid "
+        "requests) in a burst.",
+        kind="int",
+        minimum=1,
+    ),
+    Setting(
+        "glitch_rate",
+        FLOOD,
+        100.0,
+        "Useless frames per second refilled.",
+        kind="float",
+        minimum=0.0,
+        metavar="PER_SECOND",
+    ),
+    Setting(
+        "max_queued_control",
+        FLOOD,
+        1000,
+        "Control replies (PING and SETTINGS acknowledgements, RESETs) queued for a client "
+        "that does not read.",
+        kind="int",
+        minimum=1,
+    ),
+    # Lifecycle
+    Setting(
+        "max_requests",
         LIFECYCLE,
+        0,
         "Replace a worker after this many requests (0: never).",
+        kind="int",
         minimum=0,
         ini=("max-requests",),
-    )
-    max_requests_jitter: int = setting(
+    ),
+    Setting(
+        "max_requests_jitter",
+        LIFECYCLE,
         0,
-        LIFECYCLE,
-        "Random extra requests per worker, so that workers do not restart together.",
+        "Up to this many random extra requests per worker, so that workers do not all "
+        "restart together.",
+        kind="int",
         minimum=0,
-    )
-    max_worker_lifetime: float = setting(
-        0.0,
+    ),
+    Setting(
+        "max_worker_lifetime",
         LIFECYCLE,
+        0.0,
         "Replace a worker after this many seconds (0: never).",
+        kind="float",
         minimum=0.0,
         ini=("max-worker-lifetime",),
-    )
-    reload_on_rss: int = setting(
-        0,
+    ),
+    Setting(
+        "reload_on_rss",
         LIFECYCLE,
+        0,
         "Replace a worker whose resident memory exceeds this many MiB (0: never).",
+        kind="int",
         minimum=0,
         ini=("reload-on-rss",),
-    )
-    pid_file: str | None = setting(
-        None,
+        metavar="MIB",
+    ),
+    Setting(
+        "pid_file",
         LIFECYCLE,
+        None,
         "Write the master's pid to this file.",
-        kind="str",
+        flags=("--pid-file",),
         ini=("pidfile",),
-    )
-
-    # ---------------------------------------------------------------- Logging and stats
-    access_log: str | None = setting(
-        None,
+        metavar="FILE",
+    ),
+    # Logging and stats
+    Setting(
+        "access_log",
         LOGGING,
-        "Access log: - for stderr, or a file (off by default: it costs per request).",
-        kind="str",
-    )
-    log_format: str = setting("text", LOGGING, "Access log format.", choices=("text", "json"))
-    log_level: str = setting(
+        None,
+        "Access log: - for stderr, or a file (off by default: it costs time per request).",
+        flags=("--access-log",),
+        metavar="FILE",
+    ),
+    Setting(
+        "log_format",
+        LOGGING,
+        "text",
+        "Access log format.",
+        kind="choice",
+        choices=("text", "json"),
+    ),
+    Setting(
+        "log_level",
+        LOGGING,
         "info",
-        LOGGING,
         "Error log level.",
+        kind="choice",
         choices=("debug", "info", "warning", "error"),
-    )
-    error_log: str | None = setting(
-        None,
+    ),
+    Setting(
+        "error_log",
         LOGGING,
-        "Error log file (default: stderr).",
-        kind="str",
-        ini=("logto",),
-    )
-    stats: str | None = setting(
         None,
+        "Error log file (unset: stderr).",
+        metavar="FILE",
+    ),
+    Setting(
+        "stats",
         LOGGING,
-        "Serve stats (JSON at /, Prometheus at /metrics) on HOST:PORT or unix:PATH (mode 0600).",
+        None,
+        "Serve stats (JSON at /, Prometheus at /metrics) on HOST:PORT or unix:PATH.",
         kind="address",
+        flags=("--stats",),
         ini=("stats",),
-    )
-    request_id_header: str = setting(
-        "X-Request-ID",
+    ),
+    Setting(
+        "request_id_header",
         LOGGING,
-        "Request header whose value becomes the request id (one is "
-        "generated otherwise); exposed as environ['muxwsgi.request_id'].",
-    )
+        "X-Request-ID",
+        "Request header whose value becomes the request id (one is generated otherwise); "
+        "exposed as environ['muxwsgi.request_id'].",
+        metavar="HEADER",
+    ),
+)
 
-    def __init__(self, **values: Any) -> None:
-        unknown = set(values) - _BY_NAME.keys()
-        if unknown:
-            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
-        for item in SETTINGS:
-            value = values.get(item.name, item.default)
-            object.__setattr__(self, item.name, list(value) if isinstance(value, list) else value)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Config is immutable: build a new one with replace()")
-
-    def replace(self, **changes: Any) -> Config:
-        return Config(**{**self.as_dict(), **changes})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in SETTINGS}
-
-    def __repr__(self) -> str:
-        return f"Config({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+_BY_NAME: dict[str, Setting] = {item.name: item for item in SETTINGS}
 
 
-def _collect() -> tuple[Setting, ...]:
-    found = []
-    for name, value in vars(Config).items():
-        if isinstance(value, Setting):
-            value.name = name
-            found.append(value)
-    return tuple(found)
+def _default(name: str) -> Any:
+    """The default of setting ``name``: Config's fields read it so that no default is written
+    twice. (KeyError at import if a field has no setting.)"""
+    return _BY_NAME[name].default
 
 
-#: Every setting, in declaration order (the docs and --help follow it).
-SETTINGS: tuple[Setting, ...] = _collect()
-_BY_NAME = {item.name: item for item in SETTINGS}
+@dataclass(frozen=True)
+class Config:
+    """The effective settings of a server, one field per entry of SETTINGS, in the same order.
+
+    Build it with :func:`load_config` (which validates); ``Config()`` is all defaults and
+    ``dataclasses.replace(config, workers=2)`` derives one (unvalidated, for tests). List
+    settings are tuples, sizes are ints in bytes, durations floats in seconds, the socket mode
+    an int (0o660), and unset optional settings None.
+    """
+
+    # Application
+    app: str | None = _default("app")
+    wsgi_file: str | None = _default("wsgi_file")
+    chdir: str | None = _default("chdir")
+    # Sockets
+    bind: tuple[str, ...] = _default("bind")
+    backlog: int = _default("backlog")
+    unix_socket_mode: int = _default("unix_socket_mode")
+    allow_from: tuple[str, ...] = _default("allow_from")
+    # Workers
+    workers: int = _default("workers")
+    threads: int = _default("threads")
+    loop: str = _default("loop")
+    # Protocol limits
+    max_concurrent_streams: int = _default("max_concurrent_streams")
+    initial_window_size: int = _default("initial_window_size")
+    connection_window_size: int = _default("connection_window_size")
+    max_frame_size: int = _default("max_frame_size")
+    buffer_size: int = _default("buffer_size")
+    max_vars: int = _default("max_vars")
+    limit_post: int = _default("limit_post")
+    max_connections: int = _default("max_connections")
+    send_buffer_size: int = _default("send_buffer_size")
+    max_request_line: int = _default("max_request_line")
+    # Timeouts
+    header_timeout: float = _default("header_timeout")
+    body_timeout: float = _default("body_timeout")
+    keepalive_timeout: float = _default("keepalive_timeout")
+    idle_timeout: float = _default("idle_timeout")
+    stuck_window_timeout: float = _default("stuck_window_timeout")
+    graceful_timeout: float = _default("graceful_timeout")
+    harakiri: float = _default("harakiri")
+    heartbeat_timeout: float = _default("heartbeat_timeout")
+    # Flood protection
+    reset_burst: int = _default("reset_burst")
+    reset_rate: float = _default("reset_rate")
+    ping_burst: int = _default("ping_burst")
+    ping_rate: float = _default("ping_rate")
+    settings_burst: int = _default("settings_burst")
+    settings_rate: float = _default("settings_rate")
+    glitch_burst: int = _default("glitch_burst")
+    glitch_rate: float = _default("glitch_rate")
+    max_queued_control: int = _default("max_queued_control")
+    # Lifecycle
+    max_requests: int = _default("max_requests")
+    max_requests_jitter: int = _default("max_requests_jitter")
+    max_worker_lifetime: float = _default("max_worker_lifetime")
+    reload_on_rss: int = _default("reload_on_rss")
+    pid_file: str | None = _default("pid_file")
+    # Logging and stats
+    access_log: str | None = _default("access_log")
+    log_format: str = _default("log_format")
+    log_level: str = _default("log_level")
+    error_log: str | None = _default("error_log")
+    stats: str | None = _default("stats")
+    request_id_header: str = _default("request_id_header")
+
+
+def config_mismatches(
+    config_class: type[Any] = Config, settings: Sequence[Setting] = SETTINGS
+) -> list[str]:
+    """Return every disagreement between the settings table and the Config dataclass (and
+    every inconsistency inside the table) as one sentence each; [] when all is well."""
+    problems: list[str] = []
+    names = [item.name for item in settings]
+    field_names = [field.name for field in fields(config_class)]
+    problems += [f"setting {n!r} has no Config field" for n in names if n not in field_names]
+    problems += [f"Config field {n!r} has no setting" for n in field_names if n not in names]
+    if not problems and names != field_names:
+        problems.append("Config fields are not in the order of SETTINGS")
+    hints = typing.get_type_hints(config_class)
+    defaults = {field.name: field.default for field in fields(config_class)}
+    for item in settings:
+        if item.section not in SECTIONS:
+            problems.append(f"setting {item.name!r}: unknown section {item.section!r}")
+        if not item.desc.endswith("."):
+            problems.append(f"setting {item.name!r}: the description must end with a period")
+        expected = _FIELD_TYPES[item.kind]
+        if item.default is None:
+            expected = expected | None
+        if item.name in hints and hints[item.name] != expected:
+            problems.append(
+                f"Config.{item.name} is typed {hints[item.name]}, its {item.kind} setting "
+                f"needs {expected}"
+            )
+        if item.name in defaults and defaults[item.name] != item.default:
+            problems.append(f"Config.{item.name} default differs from the setting's")
+        try:
+            if item.convert(item.default, "the default") != item.default:
+                problems.append(f"setting {item.name!r}: default is not of its kind")
+        except ConfigError as exc:
+            problems.append(f"setting {item.name!r}: bad default: {exc}")
+    for what, keys in (
+        ("name", names),
+        ("flag", [flag for item in settings for flag in item.cli]),
+        ("uWSGI ini key", [key for item in settings for key in item.ini]),
+    ):
+        for key in sorted({key for key in keys if keys.count(key) > 1}):
+            problems.append(f"{what} {key!r} is used by two settings")
+    return problems
 
 
 # ---------------------------------------------------------------- sources
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``muxwsgi serve`` parser. Values stay strings (parsed once, by load_config)."""
-    parser = argparse.ArgumentParser(
+@dataclass(frozen=True)
+class RawValue:
+    """A setting's value as a source gave it (before conversion) and where it came from."""
+
+    value: object
+    source: str
+
+
+#: Raw values of one source, by setting name.
+Layer: TypeAlias = dict[str, RawValue]
+
+
+@dataclass(frozen=True)
+class ServeArgs:
+    """What a ``muxwsgi serve`` command line asks for: the settings and the meta options."""
+
+    config: Config
+    print_config: bool = False
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but never breaking a word at a hyphen (--wsgi-file stays whole)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors raised as ConfigError (one line, exit code 2 in cli.main)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see muxwsgi serve --help)")
+
+
+def build_parser(settings: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
+    """Return the ``muxwsgi serve`` parser: one option per setting, grouped by section.
+
+    Parsed values stay raw strings (lists for list settings) and absent options stay absent,
+    so that :func:`parse_serve_args` converts every source the same way. Errors raise
+    ConfigError; ``--help`` prints and raises SystemExit(0), as argparse does.
+    """
+    parser = _Parser(
         prog="muxwsgi serve",
-        description="Serve a WSGI application over muxwsgi, classic uwsgi and HTTP/1.1.",
-        epilog="Every option can also be set as an environment variable MUXWSGI_<NAME> "
-        "(e.g. MUXWSGI_THREADS=16) or in a TOML file given with --config.",
+        usage="muxwsgi serve [options] [MODULE:ATTR]",
+        description="Serve a WSGI application over mux, classic uwsgi and HTTP/1.1, all on "
+        "the same sockets.",
+        epilog="Every option is also an environment variable MUXWSGI_<NAME> (e.g. "
+        "MUXWSGI_THREADS=16) and a key of the --config TOML file. Precedence, lowest first: "
+        "defaults, --ini, --config, environment, command line.",
+        formatter_class=_HelpFormatter,
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,  # an abbreviation would silently change meaning as flags are added
     )
-    parser.add_argument("--config", metavar="FILE", help="Read settings from a TOML file.")
-    parser.add_argument("--ini", metavar="FILE", help="Read a uWSGI ini file ([uwsgi] section).")
     parser.add_argument(
-        "--print-config", action="store_true", help="Print the effective settings and exit."
+        "--config", dest="config_file", metavar="FILE", help="Read settings from a TOML file."
+    )
+    parser.add_argument(
+        "--ini", dest="ini_file", metavar="FILE", help="Read a uWSGI ini file ([uwsgi] section)."
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="Print the effective settings as TOML (usable with --config) and exit.",
     )
     groups = {section: parser.add_argument_group(section) for section in SECTIONS}
-    for item in SETTINGS:
+    for item in settings:
         group = groups[item.section]
-        default = "" if item.default is None else f" (default: {_show(item.default)})"
+        help_text = _help(item).replace("%", "%%")  # argparse %-formats help strings
         if item.positional:
-            group.add_argument(item.name, nargs="?", metavar=item.metavar, help=item.help)
+            group.add_argument(item.name, nargs="?", metavar=item.metavar, help=help_text)
             continue
+        options: dict[str, Any] = {"action": "append"} if item.is_list else {}
+        if item.kind == "bool":
+            options.update(nargs="?", const="true")  # --flag alone means true
         group.add_argument(
-            *item.cli,
-            dest=item.name,
-            action="append" if item.kind in ("addresses", "networks") else "store",
-            metavar=item.metavar or item.name.upper(),
-            help=item.help + default + f" [env {item.env}]",
+            *item.cli, dest=item.name, metavar=_metavar(item), help=help_text, **options
         )
     return parser
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(value)
-    if (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and value > 4096
-        and value % 1024 == 0
-    ):
-        return f"{value} = {value // 1024}k" if value < 1 << 20 else f"{value} = {value >> 20}m"
-    return str(value)
+def _metavar(item: Setting) -> str:
+    if item.metavar:
+        return item.metavar
+    if item.kind == "choice":
+        return "{" + ",".join(item.choices) + "}"
+    return _METAVARS[item.kind]
+
+
+def _help(item: Setting) -> str:
+    details = [] if item.positional else [f"default: {_show_default(item)}"]
+    if item.minimum is not None or item.maximum is not None:
+        details.append(_bounds(item))
+    details.append(f"env {item.env}")
+    return f"{item.desc} [{'; '.join(details)}]"
+
+
+def parse_serve_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServeArgs:
+    """Parse a ``muxwsgi serve`` command line (the arguments after ``serve``) together with
+    its ini file, TOML file and environment (``os.environ`` by default).
+
+    Returns the validated Config and the meta options. Raises ConfigError for any invalid
+    value, unreadable file, unknown option, or a missing application (unless --print-config).
+    """
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(list(argv)))
+    layers: list[Layer] = []  # lowest precedence first
+    if "ini_file" in args:
+        # _ini builds on this module's table, so it can only be imported once that exists.
+        from muxwsgi.server._ini import read_ini
+
+        layers.append(read_ini(args["ini_file"]).values)
+    if "config_file" in args:
+        layers.append(_read_toml(args["config_file"]))
+    env: Layer = {}
+    cli: Layer = {}
+    for item in SETTINGS:
+        if item.env in environ:
+            env[item.name] = RawValue(environ[item.env], item.env)
+        if item.name in args:
+            cli[item.name] = RawValue(args[item.name], "the command line")
+    layers += [env, cli]
+    winners: Layer = {}
+    for layer in layers:
+        winners.update(layer)
+    # Only the value that wins is converted: each setting is validated once, from one source.
+    values = {name: _BY_NAME[name].convert(raw.value, raw.source) for name, raw in winners.items()}
+    config = Config(**values)
+    print_config = bool(args.get("print_config"))
+    if config.app is None and config.wsgi_file is None and not print_config:
+        raise ConfigError(
+            "no application given: muxwsgi serve MODULE:ATTR (or --wsgi-file FILE, "
+            "MUXWSGI_APP, or module in an --ini file)"
+        )
+    return ServeArgs(config, print_config)
 
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Build the Config from every source. Raises ConfigError with a one-line message."""
-    environ = os.environ if environ is None else environ
-    parser = build_parser()
-    args = vars(parser.parse_args(list(argv)))
-    values: dict[str, Any] = {}
-    if "ini" in args:
-        from ._ini import read_ini
-
-        for name, value in read_ini(args["ini"]).items():
-            values[name] = _BY_NAME[name].parse(value, f"--ini {args['ini']}")
-    if "config" in args:
-        values.update(_read_toml(args["config"]))
-    for item in SETTINGS:
-        if item.env in environ:
-            values[item.name] = item.parse(environ[item.env], item.env)
-    for item in SETTINGS:
-        if item.name in args and args[item.name] is not None:
-            raw = args[item.name]
-            source = item.name if item.positional else item.cli[-1]
-            values[item.name] = item.parse(raw, f"{source} on the command line")
-    return Config(**values)
+    """Return the validated Config of a ``muxwsgi serve`` command line; see
+    :func:`parse_serve_args` (which also reports --print-config) for the sources and errors."""
+    return parse_serve_args(argv, environ).config
 
 
-def _read_toml(path: str) -> dict[str, Any]:
+def _read_toml(path: str) -> Layer:
+    """Raw values of a TOML config file; keys are setting names, with ``_`` or ``-``."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -645,78 +1017,127 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    values = {}
+    layer: Layer = {}
     for key, value in data.items():
-        item = _BY_NAME.get(key.replace("-", "_"))
-        if item is None:
-            raise ConfigError(f"config file {path}: unknown setting {key!r}")
-        values[item.name] = item.parse(value, f"config file {path}")
-    return values
+        name = key.replace("-", "_")
+        if name not in _BY_NAME:
+            close = difflib.get_close_matches(name, _BY_NAME, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
+        layer[name] = RawValue(value, f"{path}, key {key!r}")
+    return layer
+
+
+# ---------------------------------------------------------------- output
 
 
 def render_config(config: Config) -> str:
-    """The effective settings as TOML (what --print-config shows)."""
+    """Return the settings of ``config`` as TOML, one ``name = value`` line each (what
+    --print-config shows; it reads back with --config). Unset settings are comments."""
     lines = []
     for item in SETTINGS:
         value = getattr(config, item.name)
         if value is None:
             lines.append(f"# {item.name} = (unset)")
         elif item.kind == "mode":
-            lines.append(f'{item.name} = "{value:04o}"')
-        elif isinstance(value, bool):
-            lines.append(f"{item.name} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{item.name} = {value}")
-        elif isinstance(value, list):
-            lines.append(
-                f"{item.name} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]"
-            )
+            lines.append(f"{item.name} = 0o{value:03o}")
         else:
-            lines.append(f'{item.name} = "{value}"')
+            lines.append(f"{item.name} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 
 
+def _toml(value: object) -> str:
+    """A TOML literal for a setting value (str, int, float, bool, or a tuple of str)."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    # JSON's strings, numbers and booleans are TOML's too, except that TOML wants DEL escaped
+    # and no surrogate pairs (hence ensure_ascii=False).
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def render_settings_markdown() -> str:
-    """The docs table of every setting (docs/configuration.md is generated from this)."""
+    """Return docs/configuration.md: how settings are given, then one table per section."""
+    from muxwsgi.server._ini import NO_OPS  # see parse_serve_args: _ini imports this module
+
+    no_ops = ", ".join(f"`{key}`" for key in sorted(NO_OPS))
     out = [
-        "# Configuration reference",
+        "# Configuration",
         "",
-        "<!-- generated by scripts/gen_settings_doc.py from server/config.py: edit that, "
-        "not this -->",
+        "<!-- Generated by scripts/gen_settings_doc.py from server/config.py: edit the settings"
+        " there, not this file. -->",
         "",
-        "Every setting can be given on the command line, as an environment variable "
-        "`MUXWSGI_<NAME>`, in a TOML file (`--config FILE`, keys are the setting names), or in "
-        "a uWSGI ini file (`--ini FILE`, `[uwsgi]` section, for the keys listed). Precedence, "
-        "lowest first: defaults, ini file, TOML file, environment, command line. Sizes accept "
-        "`k`, `m` and `g` suffixes; booleans accept true/false, yes/no, on/off, 1/0.",
+        "Every setting of `muxwsgi serve` can be given in five ways. Precedence, lowest first:",
+        "",
+        "1. its default;",
+        "2. a uWSGI ini file, `--ini FILE` (its `[uwsgi]` section; the keys listed below, "
+        "others are ignored with a warning);",
+        "3. a TOML file, `--config FILE` (keys are setting names, written with `_` or `-`);",
+        "4. an environment variable, `MUXWSGI_` and the setting's name in capitals "
+        "(`max_requests` is `MUXWSGI_MAX_REQUESTS`);",
+        "5. the command line.",
+        "",
+        "Sizes are bytes and accept a `k`, `m` or `g` suffix (`64k`, `1m`); durations are "
+        "seconds and may be fractional; booleans accept `1/0`, `true/false`, `yes/no`, "
+        "`on/off`. Lists (`bind`, `allow_from`) are comma-separated in the environment, "
+        "repeated or comma-separated on the command line, and TOML arrays in a config file. "
+        "In an ini file `socket`, `uwsgi-socket` and `http-socket` all become `bind` (every "
+        "socket detects its protocol) and uWSGI's `:PORT` becomes `0.0.0.0:PORT`, with a "
+        "warning. There, `module` (with `callable`, by default `application`) or `wsgi-file` "
+        f"(with `callable`) names the application, and {no_ops} are accepted and change "
+        "nothing (the master process is always on). `muxwsgi serve --print-config` prints the "
+        "effective settings as TOML, in the format `--config` reads.",
         "",
     ]
     for section in SECTIONS:
         out += [
             f"## {section}",
             "",
-            "| setting | flag | env | uWSGI ini | default | description |",
+            "| Setting | Command line | Environment | uWSGI ini | Default | Description |",
             "|---|---|---|---|---|---|",
         ]
         for item in SETTINGS:
             if item.section != section:
                 continue
-            flag = "positional" if item.positional else ", ".join(f"`{f}`" for f in item.cli)
-            ini = ", ".join(f"`{k}`" for k in item.ini) or ""
-            default = "" if item.default is None else f"`{_show(item.default)}`"
-            if item.kind == "mode":
-                default = f"`{item.default:04o}`"
-            bounds = ""
+            flags = item.cli or (item.metavar or item.name,)
+            description = item.desc
             if item.choices:
-                bounds = f" One of: {', '.join(item.choices)}."
+                description += f" One of: {', '.join(item.choices)}."
             elif item.minimum is not None or item.maximum is not None:
-                bounds = f" Range {_fmt(item.minimum)}..{_fmt(item.maximum)}."
-            cells = (f"`{item.name}`", flag, f"`{item.env}`", ini, default, item.help + bounds)
-            out.append("| " + " | ".join(cells) + " |")
+                description += f" Range: {_bounds(item)}."
+            cells = (
+                f"`{item.name}`",
+                ", ".join(f"`{flag}`" for flag in flags),
+                f"`{item.env}`",
+                ", ".join(f"`{key}`" for key in item.ini),
+                f"`{_show_default(item)}`" if item.default is not None else "unset",
+                description,
+            )
+            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         out.append("")
     return "\n".join(out)
 
 
-def ini_names() -> dict[str, str]:
-    """uWSGI ini key -> setting name, for every setting that declares ini names."""
-    return {key: item.name for item in SETTINGS for key in item.ini}
+def _show_default(item: Setting) -> str:
+    value = item.default
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if item.kind == "mode" and isinstance(value, int):
+        return f"{value:04o}"
+    if item.kind == "size" and isinstance(value, int) and value >= 1024:
+        for suffix, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+            if value % factor == 0:
+                return f"{value} ({value // factor}{suffix})"
+    return _number(value) if isinstance(value, float) else str(value)
+
+
+def _bounds(item: Setting) -> str:
+    low, high = item.minimum, item.maximum
+    if low is not None and high is not None:
+        return f"{_number(low)}..{_number(high)}"
+    return f">= {_number(low)}" if low is not None else f"<= {_number(high)}"
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)

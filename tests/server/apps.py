@@ -76,7 +76,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/environ":
         keys = {k: v for k, v in environ.items() if isinstance(v, str | int | bool | float)}
         keys["wsgi.version"] = list(environ["wsgi.version"])
-        keys["muxwsgi.cancelled.is_set"] = environ["muxwsgi.cancelled"].is_set()
+        if "muxwsgi.cancelled" in environ:  # absent under other servers (the real uWSGI)
+            keys["muxwsgi.cancelled.is_set"] = environ["muxwsgi.cancelled"].is_set()
         return _text(start_response, json.dumps(keys).encode())
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from muxwsgi.server.exchange import CancelFlag, ClientDisconnected, EmptyInput, InputStream
 from muxwsgi.server.wsgi import (
     MAGIC_VARS,

@@ -1,0 +1,139 @@
+"""Classic uwsgi requests: one connection per request, the response read until the close.
+
+This is how nginx talks to uWSGI; the client speaks it to reach the real uWSGI, gunicorn's
+``--protocol uwsgi``, or our server's classic path. The response is raw HTTP, parsed here by
+httptools (llhttp) rather than by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httptools
+
+from muxwsgi import classic
+
+from .._exceptions import ConnectError, ConnectTimeout, ProtocolViolation, ReadError, RequestTimeout
+from .._models import Endpoint
+from .._primitives import AsyncStream, async_connect
+
+__all__ = ("AsyncClassicExchange",)
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class _Parser:
+    """httptools callbacks: collect the head, then body chunks."""
+
+    def __init__(self) -> None:
+        self.reason = b""
+        self.headers: list[tuple[str, str]] = []
+        self.head_done = False
+        self.complete = False
+        self.chunks: list[bytes] = []
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class AsyncClassicExchange:
+    """One classic request on its own connection."""
+
+    def __init__(self, endpoint: Endpoint, stream: AsyncStream) -> None:
+        self.endpoint = endpoint
+        self._stream = stream
+        self._callbacks = _Parser()
+        self._parser = httptools.HttpResponseParser(self._callbacks)
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self.local = stream.local_address()
+
+    @classmethod
+    async def connect(cls, endpoint: Endpoint, timeout: float | None) -> AsyncClassicExchange:
+        try:
+            stream = await async_connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+        except TimeoutError:
+            raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+        except OSError as exc:
+            raise ConnectError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from None
+        return cls(endpoint, stream)
+
+    async def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
+        """Write the packet and body, then read until the response head is complete."""
+        try:
+            await self._stream.write(classic.encode_request(vars) + body, remaining(deadline))
+            while not self._callbacks.head_done:
+                if not await self._feed(deadline):
+                    raise ReadError(f"{self.endpoint}: closed before a complete response head")
+        except TimeoutError:
+            await self.aclose()
+            raise RequestTimeout(f"{self.endpoint}: deadline passed") from None
+        except OSError as exc:
+            await self.aclose()
+            raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
+        self.status = self._parser.get_status_code()
+        self.reason = self._callbacks.reason.decode("latin-1")
+        self.headers = self._callbacks.headers
+
+    async def _feed(self, deadline: float | None) -> bool:
+        """Read once and parse; False at the end of the connection."""
+        data = await self._stream.read(1 << 16, remaining(deadline))
+        if not data:
+            return False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise ProtocolViolation(f"{self.endpoint}: malformed HTTP response: {exc}") from None
+        return True
+
+    async def body(self, deadline: float | None) -> AsyncIterator[bytes]:
+        """The body until the message is complete or the server closes (uwsgi's end mark)."""
+        callbacks = self._callbacks
+        try:
+            while True:
+                while callbacks.chunks:
+                    yield callbacks.chunks.pop(0)
+                if callbacks.complete:
+                    return
+                try:
+                    more = await self._feed(deadline)
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"{self.endpoint}: deadline passed reading the body"
+                    ) from None
+                except OSError as exc:
+                    raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
+                if not more:
+                    declared = self._declared_length()
+                    if declared is not None and not callbacks.complete:
+                        raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
+                    while callbacks.chunks:
+                        yield callbacks.chunks.pop(0)
+                    return
+        finally:
+            await self.aclose()
+
+    def _declared_length(self) -> int | None:
+        for name, value in self.headers:
+            if name.lower() == "content-length" and value.isdigit():
+                return int(value)
+        return None
+
+    async def aclose(self) -> None:
+        await self._stream.close()

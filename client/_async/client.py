@@ -1,0 +1,328 @@
+"""AsyncClient: requests over pooled, multiplexed muxwsgi connections (or classic uwsgi).
+
+Retries follow PROTOCOL.md §8.1 and gRPC's transparent retries: a request the server's
+application never saw (refused stream, above a GOAWAY's last stream id, never written) is sent
+again on another connection whatever its method, within the deadline and up to
+``max_transparent_retries``; any other failure is retried only for idempotent methods and only
+``retries`` times (0 by default), because the server may have acted on it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from muxwsgi import ErrorCode
+
+from .._exceptions import (
+    ConnectError,
+    ReadError,
+    RequestTimeout,
+    Retry,
+    StreamResetError,
+    TransportError,
+    WriteError,
+)
+from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url
+from .._primitives import AsyncBackground, async_sleep
+from .classic import AsyncClassicExchange
+from .connection import AsyncMuxConnection, remaining
+from .pool import AsyncPool
+from .response import AsyncResponse
+
+__all__ = ("AsyncClient",)
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_DEFAULT = object()
+_clients: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    connect_timeout: float = 10.0
+    write_timeout: float = 30.0
+    max_connections_per_endpoint: int = 2
+    keepalive_interval: float = 0.0  # off; gRPC's minimum is 10 s
+    keepalive_timeout: float = 20.0
+    stream_window: int = 1 << 20
+    connection_window: int = 16 << 20
+    max_transparent_retries: int = 10
+
+
+class AsyncClient:
+    """Send requests to a muxwsgi server (``mux://``) or a classic uwsgi one (``uwsgi://``).
+
+    ``url`` is one URL or a list (one endpoint each; mux endpoints are balanced by least
+    outstanding streams). Use it as a context manager, or call :meth:`aclose`. Safe to share
+    between the tasks of one event loop.
+    """
+
+    def __init__(
+        self,
+        url: str | Iterable[str],
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        connect_timeout: float = 10.0,
+        max_connections_per_endpoint: int = 2,
+        keepalive_interval: float = 0.0,
+        keepalive_timeout: float = 20.0,
+        max_transparent_retries: int = 10,
+    ) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("at least one URL is needed")
+        parsed = [parse_url(u) for u in urls]
+        protocols = {endpoint.protocol for endpoint, _ in parsed}
+        if len(protocols) > 1:
+            raise ValueError("mix of mux:// and uwsgi:// URLs: use one client per protocol")
+        self.endpoints: list[Endpoint] = [endpoint for endpoint, _ in parsed]
+        self.protocol = protocols.pop()
+        self.timeout = timeout
+        self.retries = retries
+        self.config = ClientConfig(
+            connect_timeout=connect_timeout,
+            max_connections_per_endpoint=max_connections_per_endpoint,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            max_transparent_retries=max_transparent_retries,
+        )
+        self._background = AsyncBackground()
+        self._pool = AsyncPool(self.endpoints, self._background, self.config)
+        self._next_classic = 0
+        self._open = False
+        _clients.add(self)
+
+    async def __aenter__(self) -> AsyncClient:
+        await self._background.start()
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._open = False
+        await self._pool.aclose()
+        await self._background.stop()
+
+    def _after_fork(self) -> None:
+        # The child must never use the parent's sockets (nor close them for it).
+        self._pool.drop()
+        self._background = AsyncBackground()
+        self._pool = AsyncPool(self.endpoints, self._background, self.config)
+
+    # ---------------------------------------------------------------- the verbs
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: HeaderTypes = None,
+        body: Any = b"",
+        timeout: Any = _DEFAULT,
+    ) -> AsyncResponse:
+        """Send a request and read the whole response body (``response.content``)."""
+        response = await self._send(method, target, headers, body, timeout)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: HeaderTypes = None,
+        body: Any = b"",
+        timeout: Any = _DEFAULT,
+    ) -> AsyncIterator[AsyncResponse]:
+        """Send a request; the response body streams (``response.aiter_bytes()``). Leaving
+        the block early resets the stream."""
+        response = await self._send(method, target, headers, body, timeout)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def get(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("GET", target, **kw)
+
+    async def head(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("HEAD", target, **kw)
+
+    async def options(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("OPTIONS", target, **kw)
+
+    async def post(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("POST", target, **kw)
+
+    async def put(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("PUT", target, **kw)
+
+    async def patch(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("PATCH", target, **kw)
+
+    async def delete(self, target: str, **kw: Any) -> AsyncResponse:
+        return await self.request("DELETE", target, **kw)
+
+    # ---------------------------------------------------------------- sending
+
+    async def _send(
+        self, method: str, target: str, headers: HeaderTypes, body: Any, timeout: Any
+    ) -> AsyncResponse:
+        if not self._open:
+            raise RuntimeError("the client is not open: use it as a context manager")
+        if timeout is _DEFAULT:
+            timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        method = method.upper()
+        if isinstance(body, bytearray | memoryview):
+            body = bytes(body)
+        if isinstance(body, str):
+            raise TypeError("the request body must be bytes, an iterable of bytes or a file")
+        replayable = isinstance(body, bytes)
+        if self.protocol == "uwsgi":
+            return await self._send_classic(method, target, headers, body, deadline)
+        transparent = 0
+        retries = self.retries
+        while True:
+            conn = await self._pool.acquire(deadline)
+            vars = build_vars(
+                method,
+                target,
+                headers,
+                body_length=body_size(body),
+                server_name=conn.endpoint.host or "localhost",
+                server_port=str(conn.endpoint.port or ""),
+                local=conn.local,
+            )
+            try:
+                head, state, sid = await conn.request(vars, body, deadline)
+            except Retry as exc:
+                await self._pool.release(conn)
+                transparent += 1
+                if not replayable or transparent > self.config.max_transparent_retries:
+                    why = "the body cannot be replayed" if not replayable else "too many times"
+                    raise StreamResetError(
+                        f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
+                    ) from None
+                # Refused means busy: back off (10 ms, doubling, up to 1 s) within the deadline.
+                pause = min(1.0, 0.01 * 2 ** (transparent - 1))
+                left = remaining(deadline)
+                if left is not None and left <= pause:
+                    raise RequestTimeout(f"{exc.reason}; the deadline passed retrying") from None
+                await async_sleep(pause)
+                continue
+            except (TransportError, StreamResetError, RequestTimeout) as exc:
+                await self._pool.release(conn)
+                if (
+                    retries > 0
+                    and replayable
+                    and method in IDEMPOTENT
+                    and not isinstance(exc, RequestTimeout)
+                ):
+                    retries -= 1
+                    continue
+                raise
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            return self._mux_response(conn, head, state, sid, deadline)
+
+    def _mux_response(
+        self, conn: AsyncMuxConnection, head: Any, state: Any, sid: int, deadline: float | None
+    ) -> AsyncResponse:
+        pool = self._pool
+
+        async def on_close(complete: bool) -> None:
+            if not complete:
+                await conn.cancel(sid)
+            await pool.release(conn)
+
+        if head.end_stream:
+            state.done = True
+        return AsyncResponse(
+            head.status,
+            head.reason,
+            head.headers,
+            conn.body(sid, state, deadline),
+            on_close,
+            url=str(conn.endpoint),
+        )
+
+    async def _send_classic(
+        self, method: str, target: str, headers: HeaderTypes, body: Any, deadline: float | None
+    ) -> AsyncResponse:
+        if not isinstance(body, bytes):
+            # Classic uwsgi frames a body by CONTENT_LENGTH only: it must be known up front.
+            chunks = [body.read()] if hasattr(body, "read") else list(body)
+            body = b"".join(chunks)
+        retries = self.retries
+        attempts = 0
+        while True:
+            endpoint = self.endpoints[self._next_classic % len(self.endpoints)]
+            self._next_classic += 1
+            attempts += 1
+            try:
+                left = remaining(deadline)
+                exchange = await AsyncClassicExchange.connect(
+                    endpoint,
+                    self.config.connect_timeout
+                    if left is None
+                    else min(left, self.config.connect_timeout),
+                )
+            except ConnectError:
+                # Nothing was sent: another endpoint may take it, whatever the method.
+                if attempts < len(self.endpoints) + self.config.max_transparent_retries and (
+                    len(self.endpoints) > 1
+                ):
+                    continue
+                raise
+            vars = build_vars(
+                method,
+                target,
+                headers,
+                body_length=len(body),
+                server_name=endpoint.host or "localhost",
+                server_port=str(endpoint.port or ""),
+                local=exchange.local,
+            )
+            try:
+                await exchange.send(vars, body, deadline)
+            except (ReadError, WriteError) as exc:
+                if retries > 0 and method in IDEMPOTENT:
+                    retries -= 1
+                    continue
+                raise exc
+            break
+
+        async def on_close(complete: bool) -> None:
+            await exchange.aclose()
+
+        return AsyncResponse(
+            exchange.status,
+            exchange.reason,
+            exchange.headers,
+            exchange.body(deadline),
+            on_close,
+            url=str(endpoint),
+        )
+
+
+def _reset_after_fork() -> None:
+    for client in list(_clients):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,407 @@
+"""One multiplexed muxwsgi connection: a socket, the sans-IO core, and a reader.
+
+The reader (a task, or a thread in the sync flavour) is the only one that reads from the socket.
+It feeds the core and files each stream's events into that stream's inbox, waking only the
+caller waiting on it. Every use of the core, and every write, happens under one lock: the core
+is not thread-safe, and frames from two callers must leave in the order the core made them (a
+HEADERS overtaken by a later one would be a stream-id decrease, a connection error).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import muxwsgi
+from muxwsgi import (
+    TIMEOUT_VAR,
+    Connection,
+    ConnectionConfig,
+    ConnectionTerminated,
+    DataReceived,
+    ErrorCode,
+    PingAcknowledged,
+    ProtocolError,
+    ResponseReceived,
+    Role,
+    Settings,
+    SettingsChanged,
+    StreamEnded,
+    StreamReset,
+    TooManyStreamsError,
+    WindowUpdated,
+    describe_peer_bytes,
+)
+
+from .._exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    NotMuxWSGIError,
+    ProtocolViolation,
+    ReadError,
+    RequestTimeout,
+    Retry,
+    StreamResetError,
+    WriteError,
+)
+from .._models import Endpoint
+from .._primitives import AsyncBackground, AsyncEvent, AsyncLock, AsyncStream, async_connect
+
+__all__ = ("AsyncMuxConnection",)
+
+_monotonic = time.monotonic
+_READ_SIZE = 1 << 18
+_KEEPALIVE_PING = b"kpalive!"
+
+
+def remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - _monotonic()
+
+
+class _Stream:
+    """One request's view of the connection: its events, and who waits for them."""
+
+    __slots__ = ("done", "events", "inbox", "window")
+
+    def __init__(self) -> None:
+        self.inbox: deque[Any] = deque()
+        self.events = AsyncEvent()  # set when the inbox grows
+        self.window = AsyncEvent()  # set when a send window opens
+        self.done = False
+
+
+class AsyncMuxConnection:
+    """A connection to ``endpoint``. Open it with :meth:`open`; close with :meth:`aclose`."""
+
+    def __init__(
+        self, endpoint: Endpoint, stream: AsyncStream, background: AsyncBackground, config: Any
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config
+        self._stream = stream
+        self._background = background
+        self._core = Connection(
+            Role.CLIENT,
+            ConnectionConfig(
+                settings=Settings(initial_window_size=config.stream_window),
+                connection_window_size=config.connection_window,
+            ),
+        )
+        self._lock = AsyncLock()
+        self._streams: dict[int, _Stream] = {}
+        self._ready = AsyncEvent()
+        self._error: Exception | None = None
+        self._ping_sent = 0.0
+        #: Streams reserved by the pool and not yet finished (the balancing figure).
+        self.outstanding = 0
+        self.local = stream.local_address()
+        self.opened = _monotonic()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(
+        cls, endpoint: Endpoint, background: AsyncBackground, config: Any, timeout: float | None
+    ) -> AsyncMuxConnection:
+        """Connect, send our PREFACE, start the reader, wait for the server's PREFACE.
+
+        Raises ConnectError / ConnectTimeout, or NotMuxWSGIError when the peer answers
+        something else (an HTTP server) or closes at once (a classic uwsgi server).
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        try:
+            stream = await async_connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+        except TimeoutError:
+            raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+        except OSError as exc:
+            raise ConnectError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from None
+        conn = cls(endpoint, stream, background, config)
+        try:
+            await conn._flush()
+        except OSError as exc:
+            await stream.close()
+            raise ConnectError(f"{endpoint}: {exc.strerror or exc}") from None
+        background.spawn(conn._reader)
+        if not await conn._ready.wait(remaining(deadline)):
+            await conn.aclose()
+            raise NotMuxWSGIError(
+                f"{endpoint}: no muxwsgi PREFACE from the server in {timeout}s: is it a muxwsgi "
+                "server? (an HTTP server waits silently for a request line)"
+            )
+        if conn._error is not None:
+            raise conn._error
+        return conn
+
+    async def aclose(self) -> None:
+        if self._error is None:
+            self._error = ReadError(f"{self.endpoint}: the connection was closed by the client")
+        self._wake_all()
+        await self._stream.close()
+
+    @property
+    def usable(self) -> bool:
+        """Whether new streams may go here (open, no GOAWAY either way)."""
+        return self._error is None and self._core.can_open_stream
+
+    @property
+    def capacity(self) -> int:
+        """How many more streams the server allows here now."""
+        if not self.usable:
+            return 0
+        return self._core.remote_settings.max_concurrent_streams - self.outstanding
+
+    @property
+    def closed(self) -> bool:
+        return self._error is not None
+
+    # ---------------------------------------------------------------- the reader
+
+    async def _reader(self) -> None:
+        config = self.config
+        got_any = False
+        try:
+            while True:
+                timeout = config.keepalive_interval or None
+                try:
+                    data = await self._stream.read(_READ_SIZE, timeout)
+                except TimeoutError:
+                    await self._keepalive()
+                    continue
+                if not data:
+                    if not got_any:
+                        raise NotMuxWSGIError(
+                            f"{self.endpoint}: the server closed the connection instead of "
+                            "answering the muxwsgi PREFACE (a classic uwsgi server?)"
+                        )
+                    raise ReadError(f"{self.endpoint}: the server closed the connection")
+                async with self._lock:
+                    try:
+                        events = self._core.receive_data(data)
+                    except muxwsgi.PrefaceError:
+                        raise NotMuxWSGIError(
+                            f"{self.endpoint}: not a muxwsgi server: it sent "
+                            f"{describe_peer_bytes(data)}"
+                        ) from None
+                    await self._flush()
+                got_any = True
+                self._dispatch(events)
+        except Exception as exc:  # the connection is over: tell every waiter why
+            self._fail(exc)
+            await self._stream.close()
+
+    def _fail(self, exc: Exception) -> None:
+        if self._error is None:
+            if isinstance(exc, ProtocolError):
+                exc = ProtocolViolation(f"{self.endpoint}: protocol error: {exc}")
+            elif isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                exc = ReadError(f"{self.endpoint}: {exc.strerror or exc}")
+            self._error = exc
+        self._wake_all()
+        self._ready.set()
+
+    def _wake_all(self) -> None:
+        for stream in self._streams.values():
+            stream.events.set()
+            stream.window.set()
+
+    def _dispatch(self, events: list[Any]) -> None:
+        streams = self._streams
+        for event in events:
+            kind = type(event)
+            if kind is ResponseReceived or kind is DataReceived or kind is StreamEnded:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.inbox.append(event)
+                    stream.events.set()
+            elif kind is StreamReset:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.inbox.append(event)
+                    stream.events.set()
+                    stream.window.set()
+            elif kind is WindowUpdated:
+                if event.stream_id == 0:
+                    for stream in streams.values():
+                        stream.window.set()
+                else:
+                    stream = streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.window.set()
+            elif kind is SettingsChanged:
+                self._ready.set()
+            elif kind is PingAcknowledged and event.data == _KEEPALIVE_PING:
+                self._ping_sent = 0.0
+            elif kind is ConnectionTerminated:
+                pass  # refused streams were reported as StreamReset; usable turns False
+
+    async def _keepalive(self) -> None:
+        """No byte for keepalive_interval: ping; no answer in keepalive_timeout: dead peer."""
+        if self._ping_sent and _monotonic() - self._ping_sent > self.config.keepalive_timeout:
+            raise ReadError(f"{self.endpoint}: no answer to a keepalive PING: the peer is gone")
+        if not self._ping_sent:
+            async with self._lock:
+                self._core.ping(_KEEPALIVE_PING)
+                await self._flush()
+            self._ping_sent = _monotonic()
+
+    async def _flush(self) -> None:
+        """Write what the core queued. Called with the lock held (or before the reader runs)."""
+        data = self._core.data_to_send()
+        if data:
+            await self._stream.write(data, self.config.write_timeout)
+
+    # ---------------------------------------------------------------- one request
+
+    async def request(
+        self,
+        vars: dict[str, str],
+        body: Any,
+        deadline: float | None,
+    ) -> tuple[ResponseReceived, _Stream, int]:
+        """Send a request; return its response head, its stream state and its stream id.
+
+        Raises Retry when the request never reached the server's application (the stream was
+        refused, the connection was already going away, or nothing was written).
+        """
+        timeout = remaining(deadline)
+        if timeout is not None:
+            if timeout <= 0:
+                raise RequestTimeout(f"{self.endpoint}: the deadline passed before sending")
+            vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
+        small = body if isinstance(body, bytes) else b""
+        streamed = not isinstance(body, bytes)
+        state = _Stream()
+        async with self._lock:
+            if self._error is not None:
+                raise Retry(f"{self.endpoint}: the connection is closed")
+            if small and len(small) > min(
+                self._core.remote_settings.initial_window_size,
+                self._core.outbound_connection_window,
+                self._core.remote_settings.max_frame_size,
+            ):
+                small, streamed, body = b"", True, [body]
+            try:
+                sid = self._core.send_request(vars, body=small, end_stream=not streamed)
+            except TooManyStreamsError as exc:
+                raise Retry(f"{self.endpoint}: {exc}") from None
+            self._streams[sid] = state
+            try:
+                await self._flush()
+            except OSError as exc:
+                # Whether any of it reached the server is unknown: not a transparent retry.
+                self._streams.pop(sid, None)
+                raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
+        try:
+            if streamed:
+                await self._upload(sid, state, body, deadline)
+            head = await self.next_event(sid, state, deadline)
+        except BaseException:
+            await self.cancel(sid)
+            raise
+        if type(head) is not ResponseReceived:
+            raise ProtocolViolation(f"{self.endpoint}: stream {sid}: {head!r} before the response")
+        return head, state, sid
+
+    async def _upload(self, sid: int, state: _Stream, body: Any, deadline: float | None) -> None:
+        """Send a streamed body as the flow-control windows allow, then END_STREAM."""
+        core = self._core
+        if hasattr(body, "read"):
+            body = _read_in_chunks(body)
+        for chunk in body:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"request body chunks must be bytes, not {type(chunk).__name__}")
+            view = memoryview(chunk)
+            while view:
+                async with self._lock:
+                    if not core.is_open(sid):
+                        return  # reset, or answered early: the reply says what happened
+                    window = min(core.outbound_window(sid), 1 << 20)
+                    if window > 0:
+                        piece, view = view[:window], view[window:]
+                        core.send_data(sid, bytes(piece))
+                        await self._flush()
+                        continue
+                    state.window.clear()
+                if self._error is not None:
+                    raise self._error
+                if not await state.window.wait(remaining(deadline)):
+                    raise RequestTimeout(
+                        f"{self.endpoint}: stream {sid}: deadline passed uploading"
+                    )
+        async with self._lock:
+            if core.is_open(sid):
+                core.end_stream(sid)
+                await self._flush()
+
+    async def next_event(self, sid: int, state: _Stream, deadline: float | None) -> Any:
+        """The stream's next event; raise for resets, a dead connection or the deadline."""
+        inbox = state.inbox
+        while not inbox:
+            if self._error is not None:
+                raise self._error
+            state.events.clear()
+            if inbox:  # filed while we cleared: no lost wakeup (set happens after append)
+                break
+            if not await state.events.wait(remaining(deadline)):
+                await self.cancel(sid)
+                raise RequestTimeout(f"{self.endpoint}: stream {sid}: deadline passed")
+        event = inbox.popleft()
+        if type(event) is StreamReset:
+            self._forget(sid)
+            code = event.error_code
+            if code == ErrorCode.REFUSED_STREAM:
+                raise Retry(f"{self.endpoint}: stream {sid} refused (never processed)")
+            if code == ErrorCode.DEADLINE_EXCEEDED:
+                raise RequestTimeout(f"{self.endpoint}: stream {sid}: the server's deadline passed")
+            raise StreamResetError(
+                f"{self.endpoint}: stream {sid} reset by the server: {code.name}", code
+            )
+        if type(event) is StreamEnded:
+            self._forget(sid)
+        return event
+
+    async def consumed(self, sid: int, size: int) -> None:
+        """The caller read ``size`` body bytes: give the server its window back."""
+        async with self._lock:
+            if self._core.is_open(sid):
+                self._core.acknowledge_received_data(sid, size)
+                await self._flush()
+
+    async def cancel(self, sid: int) -> None:
+        """Abandon a stream (RESET CANCEL) unless it already finished."""
+        self._forget(sid)
+        if self._error is not None:
+            return
+        try:
+            async with self._lock:
+                if self._core.is_open(sid):
+                    self._core.reset_stream(sid, ErrorCode.CANCEL)
+                    await self._flush()
+        except OSError:
+            pass
+
+    def _forget(self, sid: int) -> None:
+        state = self._streams.pop(sid, None)
+        if state is not None:
+            state.done = True
+
+    async def body(self, sid: int, state: _Stream, deadline: float | None) -> AsyncIterator[bytes]:
+        """Yield the response body as it arrives, acknowledging what was consumed."""
+        if state.done:
+            return
+        while True:
+            event = await self.next_event(sid, state, deadline)
+            if type(event) is StreamEnded:
+                return
+            if type(event) is DataReceived:
+                if event.data:
+                    yield event.data
+                if not event.end_stream and event.flow_controlled_length:
+                    await self.consumed(sid, event.flow_controlled_length)
+
+
+def _read_in_chunks(file: Any, size: int = 1 << 16) -> Any:
+    while chunk := file.read(size):
+        yield chunk

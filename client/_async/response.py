@@ -1,0 +1,106 @@
+"""The response object of both client flavours."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .._models import Headers
+
+__all__ = ("AsyncResponse",)
+
+
+class AsyncResponse:
+    """A response: status, reason, headers, and a body read at once or streamed.
+
+    ``aiter_bytes()`` streams the body (once); ``aread()`` reads it all and keeps it in
+    ``content``. Closing a response that was not read to the end resets its stream, so the
+    server stops producing it.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes],
+        on_close: Callable[[bool], Awaitable[None]],
+        *,
+        url: str,
+        http_version: str = "HTTP/1.1",
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = Headers(headers)
+        self.url = url
+        self.http_version = http_version
+        self._body = body
+        self._on_close = on_close
+        self._content: bytes | None = None
+        self._consumed = False
+        self._closed = False
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the body was not read: call read() first, or use request()")
+        return self._content
+
+    @property
+    def text(self) -> str:
+        ctype = self.headers.get("content-type", "") or ""
+        charset = "utf-8"
+        for part in ctype.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+        return self._content
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        if self._content is not None:
+            yield self._content
+            return
+        if self._consumed:
+            raise RuntimeError("the body was already streamed")
+        self._consumed = True
+        try:
+            async for chunk in self._body:
+                yield chunk
+        except BaseException:
+            await self._close(complete=False)
+            raise
+        await self._close(complete=True)
+
+    async def aclose(self) -> None:
+        await self._close(complete=self._content is not None)
+
+    async def _close(self, complete: bool) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._on_close(complete)
+
+    async def __aenter__(self) -> AsyncResponse:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status} {self.reason}] {self.url}>"

@@ -1,0 +1,167 @@
+"""Pure data shared by both flavours of the client: endpoints, headers, request vars."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+__all__ = ("Endpoint", "HeaderTypes", "Headers", "build_vars", "parse_url")
+
+HeaderTypes = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+SCHEMES = {"mux": ("mux", False), "uwsgi": ("uwsgi", False),
+           "mux+unix": ("mux", True), "uwsgi+unix": ("uwsgi", True)}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where to send requests and how: ``protocol`` is "mux" or "uwsgi" (classic)."""
+
+    protocol: str
+    host: str = ""
+    port: int = 0
+    path: str = ""  # a unix socket
+
+    def __str__(self) -> str:
+        scheme = self.protocol + ("+unix" if self.path else "")
+        where = self.path if self.path else f"{self.host}:{self.port}"
+        return f"{scheme}://{where}"
+
+
+def parse_url(url: str) -> tuple[Endpoint, str]:
+    """Split ``mux://host:port/path?q``, ``uwsgi://...``, ``mux+unix:///run/app.sock`` into the
+    endpoint and the request target ("/" when absent; for unix URLs the target is given
+    separately). Raises ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(
+            f"unsupported URL scheme in {url!r}: use mux://, uwsgi://, mux+unix:// or uwsgi+unix://"
+        )
+    protocol, unix = SCHEMES[parts.scheme]
+    if unix:
+        if not parts.path:
+            raise ValueError(f"{url!r}: a unix URL needs a socket path (mux+unix:///run/app.sock)")
+        return Endpoint(protocol, path=parts.path), "/"
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"{url!r}: expected {parts.scheme}://HOST:PORT")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Endpoint(protocol, parts.hostname, parts.port), target
+
+
+class Headers:
+    """Case-insensitive multi-dict of response headers, in the order received."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items = list(items)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lower = name.lower()
+        for key, value in self._items:
+            if key.lower() == lower:
+                return value
+        return default
+
+    def get_list(self, name: str) -> list[str]:
+        lower = name.lower()
+        return [value for key, value in self._items if key.lower() == lower]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._items == other._items
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+def _pairs(headers: HeaderTypes) -> Iterable[tuple[str, str]]:
+    if headers is None:
+        return ()
+    if isinstance(headers, Mapping):
+        return headers.items()
+    return headers
+
+
+def build_vars(
+    method: str,
+    target: str,
+    headers: HeaderTypes,
+    *,
+    body_length: int | None,
+    server_name: str,
+    server_port: str,
+    local: tuple[str, str] = ("", ""),
+    scheme: str = "http",
+) -> dict[str, str]:
+    """The uwsgi vars of a request, as nginx's uwsgi_params builds them.
+
+    Header names become HTTP_*; names with an underscore are refused (Transfer_Encoding and
+    Transfer-Encoding would both become HTTP_TRANSFER_ENCODING); repeated headers are joined
+    with ", " (Cookie with "; "), as nginx does. ``body_length`` None means "streamed, length
+    unknown": CONTENT_LENGTH is then left empty.
+    """
+    if not target.startswith("/"):
+        raise ValueError(f"the request target must start with '/': {target!r}")
+    path, _, query = target.partition("?")
+    vars: dict[str, str] = {
+        "REQUEST_METHOD": method.upper(),
+        "REQUEST_URI": quote(target, safe="/?&=%:@!$'()*+,;~-._"),
+        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_SCHEME": scheme,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "REMOTE_ADDR": local[0],
+        "REMOTE_PORT": local[1],
+        "CONTENT_TYPE": "",
+        "CONTENT_LENGTH": str(body_length) if body_length else "",
+    }
+    for name, value in _pairs(headers):
+        if "_" in name:
+            raise ValueError(f"header name {name!r} has an underscore; use '-'")
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if key == "CONTENT_TYPE":
+                vars[key] = value
+            continue  # the length is the body's, never a caller's claim
+        key = "HTTP_" + key
+        if key in vars:
+            vars[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            vars[key] = value
+    if "HTTP_HOST" not in vars:
+        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
+    return vars
+
+
+def body_size(body: Any) -> int | None:
+    """The length of a bytes body; None for iterators and files (streamed)."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return len(body)
+    return None
