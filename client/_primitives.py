@@ -21,10 +21,12 @@ import anyio.abc
 __all__ = (
     "AsyncBackground",
     "AsyncEvent",
+    "AsyncGuard",
     "AsyncLock",
     "AsyncStream",
     "Background",
     "Event",
+    "Guard",
     "Lock",
     "Stream",
     "async_connect",
@@ -37,7 +39,39 @@ __all__ = (
 # ---------------------------------------------------------------- locks
 
 
+class AsyncGuard:
+    """Guards shared state across a block that never awaits (``with``, not ``async with``).
+
+    Async: nothing to do, and nothing is done: every task runs on the one event-loop thread and
+    a block without ``await`` cannot be interleaved. Sync: callers are threads, so it is a lock.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> AsyncGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class Guard:
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Guard:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class AsyncLock:
+    """A lock held across awaits (in the sync flavour, across blocking calls)."""
+
     def __init__(self) -> None:
         self._lock = anyio.Lock()
 

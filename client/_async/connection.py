@@ -2,9 +2,14 @@
 
 The reader (a task, or a thread in the sync flavour) is the only one that reads from the socket.
 It feeds the core and files each stream's events into that stream's inbox, waking only the
-caller waiting on it. Every use of the core, and every write, happens under one lock: the core
-is not thread-safe, and frames from two callers must leave in the order the core made them (a
-HEADERS overtaken by a later one would be a stream-id decrease, a connection error).
+caller waiting on it.
+
+Two guards. The core is used only inside ``self._guard`` blocks, which never await (in the
+sync flavour callers are threads and the guard is a lock; in the async one it costs nothing).
+Writes happen under ``self._write_lock``, and a writer takes from the core everything queued so
+far: frames leave in the order the core made them (a HEADERS overtaken by a later one would be
+a stream-id decrease, a connection error), and requests queued by many callers while one write
+is in progress leave together in the next one, one system call for all of them.
 """
 
 from __future__ import annotations
@@ -47,7 +52,14 @@ from .._exceptions import (
     WriteError,
 )
 from .._models import Endpoint
-from .._primitives import AsyncBackground, AsyncEvent, AsyncLock, AsyncStream, async_connect
+from .._primitives import (
+    AsyncBackground,
+    AsyncEvent,
+    AsyncGuard,
+    AsyncLock,
+    AsyncStream,
+    async_connect,
+)
 
 __all__ = ("AsyncMuxConnection",)
 
@@ -89,7 +101,8 @@ class AsyncMuxConnection:
                 connection_window_size=config.connection_window,
             ),
         )
-        self._lock = AsyncLock()
+        self._guard = AsyncGuard()
+        self._write_lock = AsyncLock()
         self._streams: dict[int, _Stream] = {}
         self._ready = AsyncEvent()
         self._error: Exception | None = None
@@ -176,7 +189,7 @@ class AsyncMuxConnection:
                             "answering the muxwsgi PREFACE (a classic uwsgi server?)"
                         )
                     raise ReadError(f"{self.endpoint}: the server closed the connection")
-                async with self._lock:
+                with self._guard:
                     try:
                         events = self._core.receive_data(data)
                     except muxwsgi.PrefaceError:
@@ -184,7 +197,7 @@ class AsyncMuxConnection:
                             f"{self.endpoint}: not a muxwsgi server: it sent "
                             f"{describe_peer_bytes(data)}"
                         ) from None
-                    await self._flush()
+                await self._flush()  # acknowledgements and window updates the data caused
                 got_any = True
                 self._dispatch(events)
         except Exception as exc:  # the connection is over: tell every waiter why
@@ -241,16 +254,26 @@ class AsyncMuxConnection:
         if self._ping_sent and _monotonic() - self._ping_sent > self.config.keepalive_timeout:
             raise ReadError(f"{self.endpoint}: no answer to a keepalive PING: the peer is gone")
         if not self._ping_sent:
-            async with self._lock:
+            with self._guard:
                 self._core.ping(_KEEPALIVE_PING)
-                await self._flush()
+            await self._flush()
             self._ping_sent = _monotonic()
 
     async def _flush(self) -> None:
-        """Write what the core queued. Called with the lock held (or before the reader runs)."""
-        data = self._core.data_to_send()
-        if data:
-            await self._stream.write(data, self.config.write_timeout)
+        """Write everything the core has queued, ours and other callers' alike.
+
+        Raises OSError when the write fails; the connection is then failed for every stream
+        (part of a frame may have left: nothing more can be written after it).
+        """
+        async with self._write_lock:
+            with self._guard:
+                data = self._core.data_to_send()
+            if data:
+                try:
+                    await self._stream.write(data, self.config.write_timeout)
+                except OSError as exc:
+                    self._fail(exc)
+                    raise
 
     # ---------------------------------------------------------------- one request
 
@@ -273,7 +296,7 @@ class AsyncMuxConnection:
         small = body if isinstance(body, bytes) else b""
         streamed = not isinstance(body, bytes)
         state = _Stream()
-        async with self._lock:
+        with self._guard:
             if self._error is not None:
                 raise Retry(f"{self.endpoint}: the connection is closed")
             if small and len(small) > min(
@@ -287,12 +310,12 @@ class AsyncMuxConnection:
             except TooManyStreamsError as exc:
                 raise Retry(f"{self.endpoint}: {exc}") from None
             self._streams[sid] = state
-            try:
-                await self._flush()
-            except OSError as exc:
-                # Whether any of it reached the server is unknown: not a transparent retry.
-                self._streams.pop(sid, None)
-                raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
+        try:
+            await self._flush()
+        except OSError as exc:
+            # Whether any of it reached the server is unknown: not a transparent retry.
+            self._streams.pop(sid, None)
+            raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
         try:
             if streamed:
                 await self._upload(sid, state, body, deadline)
@@ -314,26 +337,29 @@ class AsyncMuxConnection:
                 raise TypeError(f"request body chunks must be bytes, not {type(chunk).__name__}")
             view = memoryview(chunk)
             while view:
-                async with self._lock:
+                with self._guard:
                     if not core.is_open(sid):
                         return  # reset, or answered early: the reply says what happened
                     window = min(core.outbound_window(sid), 1 << 20)
                     if window > 0:
                         piece, view = view[:window], view[window:]
                         core.send_data(sid, bytes(piece))
-                        await self._flush()
-                        continue
-                    state.window.clear()
+                    else:
+                        state.window.clear()
+                if window > 0:
+                    await self._flush()
+                    continue
                 if self._error is not None:
                     raise self._error
                 if not await state.window.wait(remaining(deadline)):
                     raise RequestTimeout(
                         f"{self.endpoint}: stream {sid}: deadline passed uploading"
                     )
-        async with self._lock:
-            if core.is_open(sid):
-                core.end_stream(sid)
-                await self._flush()
+        with self._guard:
+            if not core.is_open(sid):
+                return
+            core.end_stream(sid)
+        await self._flush()
 
     async def next_event(self, sid: int, state: _Stream, deadline: float | None) -> Any:
         """The stream's next event; raise for resets, a dead connection or the deadline."""
@@ -364,10 +390,11 @@ class AsyncMuxConnection:
 
     async def consumed(self, sid: int, size: int) -> None:
         """The caller read ``size`` body bytes: give the server its window back."""
-        async with self._lock:
-            if self._core.is_open(sid):
-                self._core.acknowledge_received_data(sid, size)
-                await self._flush()
+        with self._guard:
+            if not self._core.is_open(sid):
+                return
+            self._core.acknowledge_received_data(sid, size)
+        await self._flush()
 
     async def cancel(self, sid: int) -> None:
         """Abandon a stream (RESET CANCEL) unless it already finished."""
@@ -375,10 +402,11 @@ class AsyncMuxConnection:
         if self._error is not None:
             return
         try:
-            async with self._lock:
-                if self._core.is_open(sid):
-                    self._core.reset_stream(sid, ErrorCode.CANCEL)
-                    await self._flush()
+            with self._guard:
+                if not self._core.is_open(sid):
+                    return
+                self._core.reset_stream(sid, ErrorCode.CANCEL)
+            await self._flush()
         except OSError:
             pass
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._exceptions import ConnectError, ConnectTimeout, NotMuxWSGIError, PoolTimeout
 from .._models import Endpoint
-from .._primitives import AsyncBackground, AsyncEvent, AsyncLock
+from .._primitives import AsyncBackground, AsyncEvent, AsyncGuard
 from .connection import AsyncMuxConnection, remaining
 
 __all__ = ("AsyncPool",)
@@ -48,7 +48,7 @@ class AsyncPool:
         self._states = [_EndpointState(endpoint) for endpoint in endpoints]
         self._background = background
         self._config = config
-        self._lock = AsyncLock()
+        self._guard = AsyncGuard()  # no block under it awaits
         self._changed = AsyncEvent()  # a stream finished, or a connection opened or died
 
     @property
@@ -62,7 +62,7 @@ class AsyncPool:
         no endpoint can be reached.
         """
         while True:
-            async with self._lock:
+            with self._guard:
                 self._prune()
                 conn = self._pick()
                 if conn is not None:
@@ -92,14 +92,14 @@ class AsyncPool:
                 state.endpoint, self._background, self._config, timeout
             )
         except (ConnectError, ConnectTimeout, NotMuxWSGIError) as exc:
-            async with self._lock:
+            with self._guard:
                 state.opening = False
                 state.eject(exc)
                 self._changed.set()
             if isinstance(exc, NotMuxWSGIError):
                 raise  # a configuration error, not a passing fault
             return
-        async with self._lock:
+        with self._guard:
             state.opening = False
             state.failures = 0
             state.ejected_until = 0.0
@@ -147,7 +147,7 @@ class AsyncPool:
 
     async def release(self, conn: AsyncMuxConnection) -> None:
         """The caller's stream on ``conn`` is finished (successfully or not)."""
-        async with self._lock:
+        with self._guard:
             conn.outstanding -= 1
             self._prune()
             self._changed.set()

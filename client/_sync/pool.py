@@ -16,7 +16,7 @@ from typing import Any
 
 from .._exceptions import ConnectError, ConnectTimeout, NotMuxWSGIError, PoolTimeout
 from .._models import Endpoint
-from .._primitives import Background, Event, Lock
+from .._primitives import Background, Event, Guard
 from .connection import MuxConnection, remaining
 
 __all__ = ("Pool",)
@@ -49,7 +49,7 @@ class Pool:
         self._states = [_EndpointState(endpoint) for endpoint in endpoints]
         self._background = background
         self._config = config
-        self._lock = Lock()
+        self._guard = Guard()  # no block under it awaits
         self._changed = Event()  # a stream finished, or a connection opened or died
 
     @property
@@ -63,7 +63,7 @@ class Pool:
         no endpoint can be reached.
         """
         while True:
-            with self._lock:
+            with self._guard:
                 self._prune()
                 conn = self._pick()
                 if conn is not None:
@@ -91,14 +91,14 @@ class Pool:
         try:
             conn = MuxConnection.open(state.endpoint, self._background, self._config, timeout)
         except (ConnectError, ConnectTimeout, NotMuxWSGIError) as exc:
-            with self._lock:
+            with self._guard:
                 state.opening = False
                 state.eject(exc)
                 self._changed.set()
             if isinstance(exc, NotMuxWSGIError):
                 raise  # a configuration error, not a passing fault
             return
-        with self._lock:
+        with self._guard:
             state.opening = False
             state.failures = 0
             state.ejected_until = 0.0
@@ -146,7 +146,7 @@ class Pool:
 
     def release(self, conn: MuxConnection) -> None:
         """The caller's stream on ``conn`` is finished (successfully or not)."""
-        with self._lock:
+        with self._guard:
             conn.outstanding -= 1
             self._prune()
             self._changed.set()
