@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -23,10 +24,30 @@ class Endpoint:
     host: str = ""
     port: int = 0
     path: str = ""  # a unix socket
+    #: One of the addresses ``host`` resolved to (the pool balances them as endpoints); empty:
+    #: ``host`` is an IP address, or was not resolved.
+    address: str = ""
+
+    @property
+    def connect_host(self) -> str:
+        return self.address or self.host
+
+    @property
+    def is_name(self) -> bool:
+        """Whether ``host`` is a name to resolve (not an IP address, not a unix socket)."""
+        if self.path:
+            return False
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return True
+        return False
 
     def __str__(self) -> str:
         scheme = self.protocol + ("+unix" if self.path else "")
         where = self.path if self.path else f"{self.host}:{self.port}"
+        if self.address and self.address != self.host:
+            where += f" ({self.address})"
         return f"{scheme}://{where}"
 
 

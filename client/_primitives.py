@@ -30,8 +30,10 @@ __all__ = (
     "Lock",
     "Stream",
     "async_connect",
+    "async_resolve",
     "async_sleep",
     "connect",
+    "resolve",
     "sleep",
 )
 
@@ -304,3 +306,15 @@ def connect(host: str, port: int, path: str, timeout: float | None) -> Stream:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return Stream(sock)
+
+
+async def async_resolve(host: str, port: int) -> list[str]:
+    """The distinct addresses ``host`` resolves to for TCP, in the resolver's order. OSError
+    (socket.gaierror) when it does not resolve."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))

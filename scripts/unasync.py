@@ -33,6 +33,7 @@ SUBSTITUTIONS = [
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\basync_connect\b", "connect"),
     (r"\basync_sleep\b", "sleep"),
+    (r"\basync_resolve\b", "resolve"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"\bAwaitable, ", ""),

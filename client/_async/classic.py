@@ -67,7 +67,9 @@ class AsyncClassicExchange:
     @classmethod
     async def connect(cls, endpoint: Endpoint, timeout: float | None) -> AsyncClassicExchange:
         try:
-            stream = await async_connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+            stream = await async_connect(
+                endpoint.connect_host, endpoint.port, endpoint.path, timeout
+            )
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:

@@ -125,7 +125,9 @@ class AsyncMuxConnection:
         """
         deadline = None if timeout is None else _monotonic() + timeout
         try:
-            stream = await async_connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+            stream = await async_connect(
+                endpoint.connect_host, endpoint.port, endpoint.path, timeout
+            )
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:

@@ -1,13 +1,21 @@
 """Multiplexed connections to one or more endpoints, balanced by least outstanding streams.
 
 Per endpoint a few connections (``max_connections_per_endpoint``): a new one opens when every
-existing one is at the server's MAX_CONCURRENT_STREAMS. An endpoint that fails to connect (or
-whose connections die) is ejected for a backoff that grows as gRPC's does: 1 s, x1.6, jitter
-±20%, capped at 120 s; it comes back on the next success.
+existing one is at the server's MAX_CONCURRENT_STREAMS. Every endpoint gets a connection as
+soon as the pool is used (opened in the background while the request goes to one that is up),
+so that least-outstanding balancing has all of them to choose from. An endpoint that fails to
+connect (or whose connections die) is ejected for a backoff that grows as gRPC's does: 1 s,
+x1.6, jitter ±20%, capped at 120 s; it comes back on the next success.
+
+A host name is an endpoint per address it resolves to (gRPC's resolver and balancer split):
+read at the first request, again every RESOLVE_INTERVAL, and sooner (at most once per
+RESOLVE_RETRY) when every address is failing. An address that disappears stops taking new
+streams; its connections close once their streams are done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,7 +23,7 @@ from typing import Any
 
 from .._exceptions import ConnectError, ConnectTimeout, NotMuxWSGIError, PoolTimeout
 from .._models import Endpoint
-from .._primitives import AsyncBackground, AsyncEvent, AsyncGuard
+from .._primitives import AsyncBackground, AsyncEvent, AsyncGuard, async_resolve
 from .connection import AsyncMuxConnection, remaining
 
 __all__ = ("AsyncPool",)
@@ -24,6 +32,8 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MULTIPLIER = 1.6
 BACKOFF_JITTER = 0.2
 BACKOFF_MAX = 120.0
+RESOLVE_INTERVAL = 30.0
+RESOLVE_RETRY = 1.0
 
 
 @dataclass
@@ -34,6 +44,8 @@ class _EndpointState:
     failures: int = 0
     ejected_until: float = 0.0
     last_error: Exception | None = None
+    #: No longer among the addresses of its name: takes no new streams.
+    retired: bool = False
 
     def eject(self, error: Exception) -> None:
         self.failures += 1
@@ -45,7 +57,10 @@ class _EndpointState:
 
 class AsyncPool:
     def __init__(self, endpoints: list[Endpoint], background: AsyncBackground, config: Any) -> None:
-        self._states = [_EndpointState(endpoint) for endpoint in endpoints]
+        self._targets = endpoints
+        self._names = any(endpoint.is_name for endpoint in endpoints)
+        self._states = [] if self._names else [_EndpointState(e) for e in endpoints]
+        self._resolved_at = -RESOLVE_INTERVAL
         self._background = background
         self._config = config
         self._guard = AsyncGuard()  # no block under it awaits
@@ -62,20 +77,37 @@ class AsyncPool:
         no endpoint can be reached.
         """
         while True:
+            if self._names and self._resolve_due():
+                await self._resolve()
+            failed: Exception | None = None
+            target: _EndpointState | None = None
+            spare: list[_EndpointState] = []
             with self._guard:
-                self._prune()
+                idle = self._prune()
                 conn = self._pick()
                 if conn is not None:
                     conn.outstanding += 1
-                    return conn
-                target = self._to_open()
-                if target is not None:
-                    target.opening = True
+                    spare = self._unconnected()
+                    for state in spare:
+                        state.opening = True
                 else:
-                    failed = self._all_failed()
-                    if failed is not None:
-                        raise failed
-                    self._changed.clear()
+                    target = self._to_open()
+                    if target is not None:
+                        target.opening = True
+                    else:
+                        failed = self._all_failed()
+                        if failed is None:
+                            self._changed.clear()
+            for retired in idle:
+                await retired.aclose()
+            if conn is not None:
+                for state in spare:
+                    self._background.spawn(self._open_in_background, state)
+                return conn
+            if failed is not None:
+                if self._names and time.monotonic() - self._resolved_at >= RESOLVE_RETRY:
+                    continue  # every address failing: read the name again before giving up
+                raise failed
             if target is not None:
                 await self._open(target, deadline)
                 continue
@@ -106,17 +138,77 @@ class AsyncPool:
             state.connections.append(conn)
             self._changed.set()
 
-    def _prune(self) -> None:
+    async def _open_in_background(self, state: _EndpointState) -> None:
+        try:
+            await self._open(state, None)
+        except Exception:  # _open ejected the endpoint; a request that needs it will report it
+            pass
+
+    def _unconnected(self) -> list[_EndpointState]:
+        """Endpoints that may take streams but have no usable connection, none opening."""
+        now = time.monotonic()
+        return [
+            s
+            for s in self._states
+            if not s.opening
+            and not s.retired
+            and s.ejected_until <= now
+            and not any(c.usable for c in s.connections)
+        ]
+
+    def _resolve_due(self) -> bool:
+        since = time.monotonic() - self._resolved_at
+        if since >= RESOLVE_INTERVAL:
+            return True
+        return since >= RESOLVE_RETRY and self._all_failed() is not None
+
+    async def _resolve(self) -> None:
+        """Read the addresses of every host name; add endpoints that appeared and retire those
+        that went. A name that fails to resolve keeps the addresses it had (or, having none,
+        stays a name: connecting to it then says why it fails)."""
+        self._resolved_at = time.monotonic()  # first, so that concurrent callers don't repeat it
+        wanted: list[Endpoint] = []
+        for target in self._targets:
+            if not target.is_name:
+                wanted.append(target)
+                continue
+            try:
+                addresses = await async_resolve(target.host, target.port)
+            except OSError:
+                had = [s.endpoint for s in self._states if s.endpoint.host == target.host]
+                wanted.extend(had or [target])
+                continue
+            wanted.extend(dataclasses.replace(target, address=a) for a in addresses)
+        with self._guard:
+            known = {state.endpoint: state for state in self._states}
+            for state in self._states:
+                state.retired = state.endpoint not in wanted
+            for endpoint in dict.fromkeys(wanted):
+                if endpoint not in known:
+                    self._states.append(_EndpointState(endpoint))
+            self._changed.set()
+
+    def _prune(self) -> list[AsyncMuxConnection]:
+        """Forget dead connections; return the idle ones of retired endpoints, to be closed."""
+        idle: list[AsyncMuxConnection] = []
+        retired = False
         for state in self._states:
-            dead = [c for c in state.connections if c.closed and not c.outstanding]
-            for conn in dead:
-                state.connections.remove(conn)
+            retired = retired or state.retired
+            for conn in [c for c in state.connections if not c.outstanding]:
+                if conn.closed:
+                    state.connections.remove(conn)
+                elif state.retired:
+                    state.connections.remove(conn)
+                    idle.append(conn)
+        if retired:
+            self._states = [s for s in self._states if s.connections or not s.retired]
+        return idle
 
     def _pick(self) -> AsyncMuxConnection | None:
         now = time.monotonic()
         best: AsyncMuxConnection | None = None
         for state in self._states:
-            if state.ejected_until > now:
+            if state.ejected_until > now or state.retired:
                 continue
             for conn in state.connections:
                 if conn.capacity > 0 and (best is None or conn.outstanding < best.outstanding):
@@ -130,6 +222,7 @@ class AsyncPool:
             s
             for s in self._states
             if not s.opening
+            and not s.retired
             and s.ejected_until <= now
             and len([c for c in s.connections if c.usable]) < limit
         ]
@@ -149,8 +242,10 @@ class AsyncPool:
         """The caller's stream on ``conn`` is finished (successfully or not)."""
         with self._guard:
             conn.outstanding -= 1
-            self._prune()
+            idle = self._prune()
             self._changed.set()
+        for retired in idle:
+            await retired.aclose()
 
     async def aclose(self) -> None:
         for conn in self.connections:

@@ -68,7 +68,7 @@ class ClassicExchange:
     @classmethod
     def connect(cls, endpoint: Endpoint, timeout: float | None) -> ClassicExchange:
         try:
-            stream = connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+            stream = connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:

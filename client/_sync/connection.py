@@ -126,7 +126,7 @@ class MuxConnection:
         """
         deadline = None if timeout is None else _monotonic() + timeout
         try:
-            stream = connect(endpoint.host, endpoint.port, endpoint.path, timeout)
+            stream = connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:
