@@ -7,10 +7,11 @@ caller waiting on it.
 
 Two guards. The core is used only inside ``self._guard`` blocks, which never (in the
 sync flavour callers are threads and the guard is a lock; in the async one it costs nothing).
-Writes happen under ``self._write_lock``, and a writer takes from the core everything queued so
-far: frames leave in the order the core made them (a HEADERS overtaken by a later one would be
-a stream-id decrease, a connection error), and requests queued by many callers while one write
-is in progress leave together in the next one, one system call for all of them.
+Bytes the core made go, in the core's order, into one outbox; whoever holds
+``self._write_lock`` writes everything in it. So frames leave in the order the core made them
+(a HEADERS overtaken by a later one would be a stream-id decrease, a connection error), a caller
+with nothing to send never waits for the lock, and requests queued by many callers while one
+write is in progress leave together in the next one: one system call for all of them.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class MuxConnection:
         )
         self._guard = Guard()
         self._write_lock = Lock()
+        self._outbox: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
         self._ready = Event()
         self._error: Exception | None = None
@@ -266,15 +268,24 @@ class MuxConnection:
         Raises OSError when the write fails; the connection is then failed for every stream
         (part of a frame may have left: nothing more can be written after it).
         """
+        outbox = self._outbox
+        with self._guard:
+            data = self._core.data_to_send()
+            if data:
+                outbox.append(data)
+            elif not outbox:
+                return
         with self._write_lock:
             with self._guard:
-                data = self._core.data_to_send()
-            if data:
-                try:
-                    self._stream.write(data, self.config.write_timeout)
-                except OSError as exc:
-                    self._fail(exc)
-                    raise
+                if not outbox:
+                    return  # another caller wrote it
+                data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                outbox.clear()
+            try:
+                self._stream.write(data, self.config.write_timeout)
+            except OSError as exc:
+                self._fail(exc)
+                raise
 
     # ---------------------------------------------------------------- one request
 
