@@ -9,6 +9,7 @@ flavour has no cancel scopes; timeouts surface as the builtin TimeoutError.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -244,23 +245,47 @@ class AsyncStream:
 
 
 class Stream:
+    """A connected socket shared by a reader thread and writer threads.
+
+    The socket is non-blocking and every call waits with poll() for its own timeout: a socket's
+    timeout is per socket, not per call, and one thread changing it while another is blocked in
+    recv() would switch the descriptor to non-blocking under that thread (EAGAIN).
+    """
+
     def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
         self._sock = sock
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
 
     def read(self, max_bytes: int, timeout: float | None) -> bytes:
-        self._sock.settimeout(timeout)
-        try:
-            return self._sock.recv(max_bytes)
-        except OSError as exc:
-            if isinstance(exc, TimeoutError):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._readable.poll(_poll_ms(deadline)):
+                raise TimeoutError("timed out reading")
+            try:
+                return self._sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+            except OSError:
+                if self._sock.fileno() == -1:  # closed by us from another thread
+                    return b""
                 raise
-            if self._sock.fileno() == -1:  # closed by us from another thread
-                return b""
-            raise
 
     def write(self, data: bytes, timeout: float | None) -> None:
-        self._sock.settimeout(timeout)
-        self._sock.sendall(data)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        view = memoryview(data)
+        while True:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                pass
+            if not view:
+                return
+            if not self._writable.poll(_poll_ms(deadline)):
+                raise TimeoutError("timed out writing")
 
     def local_address(self) -> tuple[str, str]:
         try:
@@ -274,6 +299,12 @@ class Stream:
         except OSError:
             pass
         self._sock.close()
+
+
+def _poll_ms(deadline: float | None) -> int | None:
+    if deadline is None:
+        return None
+    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
 
 
 def _address_of(address: Any) -> tuple[str, str]:
