@@ -45,7 +45,7 @@ class MuxTransport(httpx.BaseTransport):
 
     def __init__(self, url: str | list[str], **client_options: Any) -> None:
         self._client = Client(url, **client_options)
-        self._client.__enter__()
+        self._client.open()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
@@ -74,10 +74,21 @@ class AsyncMuxTransport(httpx.AsyncBaseTransport):
         self._client = AsyncClient(url, **client_options)
         self._entered = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def __aenter__(self) -> AsyncMuxTransport:
+        # httpx.AsyncClient.__aenter__ calls this: the client's task group is entered by the
+        # task that will also exit it (opening it in the first request's task fails to close
+        # when that request ran in a child task).
+        await self._open()
+        return self
+
+    async def _open(self) -> None:
         if not self._entered:
             await self._client.__aenter__()
             self._entered = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._entered:  # used without ``async with``: open in this task
+            await self._open()
         body = await request.aread()
         manager = self._client.stream(request.method, _target(request), headers=_headers(request),
                                       body=body, timeout=_timeout(request))  # fmt: skip
@@ -96,4 +107,5 @@ class AsyncMuxTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         if self._entered:
+            self._entered = False
             await self._client.aclose()

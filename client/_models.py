@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -42,6 +43,21 @@ class Endpoint:
         except ValueError:
             return True
         return False
+
+    def with_protocol(self, protocol: str) -> Endpoint:
+        """The same address spoken to in another protocol ("mux" or "uwsgi")."""
+        return dataclasses.replace(self, protocol=protocol)
+
+    def describe_connect_error(self, exc: OSError) -> str:
+        """Why connecting failed, with what to do about it where that is known."""
+        text = exc.strerror or str(exc)
+        if self.path and exc.errno == errno.EACCES:
+            text += (
+                f" (this user may not write to {self.path}: the server sets its mode with "
+                "--chmod-socket, default 0660; run the client as the server's user or in the "
+                "socket's group)"
+            )
+        return text
 
     def __str__(self) -> str:
         scheme = self.protocol + ("+unix" if self.path else "")

@@ -82,7 +82,8 @@ def _bind_tcp(address: Address) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise BindError(
-                f"{address} is already in use (another server is running there?)"
+                f"{address} is already in use (another server is running there?): stop it, "
+                "or choose another address with --bind"
             ) from None
         if exc.errno == errno.EACCES:
             raise BindError(
@@ -119,7 +120,12 @@ def _bind_unix(address: Address, mode: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EACCES:
-            raise BindError(f"permission denied creating {path}") from None
+            directory = os.path.dirname(path)
+            raise BindError(
+                f"permission denied creating {path}: {_user()} cannot write to {directory} "
+                "(create the directory for this user, e.g. systemd's RuntimeDirectory=, or "
+                "run as a user who can)"
+            ) from None
         if exc.errno == errno.ENOENT:
             raise BindError(
                 f"{address}: directory {os.path.dirname(path)} does not exist"
@@ -129,3 +135,14 @@ def _bind_unix(address: Address, mode: int) -> socket.socket:
         os.umask(old_umask)
     os.chmod(path, mode)
     return sock
+
+
+def _user() -> str:
+    """This process's user, for messages: ``user NAME (uid N)``."""
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"

@@ -98,10 +98,17 @@ class AsyncClient:
         self._open = False
         _clients.add(self)
 
-    async def __aenter__(self) -> AsyncClient:
-        await self._background.start()
-        self._open = True
+    async def open(self) -> AsyncClient:
+        """Start the client (``async with`` does it), for one kept for the life of the process:
+        ``client = await AsyncClient(url).open()``, later ``await client.aclose()``. Under
+        anyio, the task that opens it must close it (it owns the connections' reader tasks)."""
+        if not self._open:
+            await self._background.start()
+            self._open = True
         return self
+
+    async def __aenter__(self) -> AsyncClient:
+        return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

@@ -133,7 +133,9 @@ class AsyncMuxConnection:
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:
-            raise ConnectError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from None
+            raise ConnectError(
+                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
+            ) from None
         conn = cls(endpoint, stream, background, config)
         try:
             await conn._flush()
@@ -144,7 +146,7 @@ class AsyncMuxConnection:
         if not await conn._ready.wait(remaining(deadline)):
             await conn.aclose()
             raise NotMuxWSGIError(
-                f"{endpoint}: no muxwsgi PREFACE from the server in {timeout}s: is it a muxwsgi "
+                f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
         if conn._error is not None:
@@ -188,9 +190,11 @@ class AsyncMuxConnection:
                     continue
                 if not data:
                     if not got_any:
+                        classic = self.endpoint.with_protocol("uwsgi")
                         raise NotMuxWSGIError(
                             f"{self.endpoint}: the server closed the connection instead of "
-                            "answering the muxwsgi PREFACE (a classic uwsgi server?)"
+                            "answering the muxwsgi PREFACE (a classic uwsgi server? to speak "
+                            f"classic uwsgi to it, use {classic})"
                         )
                     raise ReadError(f"{self.endpoint}: the server closed the connection")
                 with self._guard:

@@ -72,7 +72,9 @@ class ClassicExchange:
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:
-            raise ConnectError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from None
+            raise ConnectError(
+                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
+            ) from None
         return cls(endpoint, stream)
 
     def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:

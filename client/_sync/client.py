@@ -99,10 +99,17 @@ class Client:
         self._open = False
         _clients.add(self)
 
-    def __enter__(self) -> Client:
-        self._background.start()
-        self._open = True
+    def open(self) -> Client:
+        """Start the client (``with`` does it), for one kept for the life of the process:
+        ``client = Client(url).open()``, later ``client.close()``. Under
+        anyio, the task that opens it must close it (it owns the connections' reader tasks)."""
+        if not self._open:
+            self._background.start()
+            self._open = True
         return self
+
+    def __enter__(self) -> Client:
+        return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

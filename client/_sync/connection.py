@@ -132,7 +132,9 @@ class MuxConnection:
         except TimeoutError:
             raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
         except OSError as exc:
-            raise ConnectError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from None
+            raise ConnectError(
+                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
+            ) from None
         conn = cls(endpoint, stream, background, config)
         try:
             conn._flush()
@@ -143,7 +145,7 @@ class MuxConnection:
         if not conn._ready.wait(remaining(deadline)):
             conn.close()
             raise NotMuxWSGIError(
-                f"{endpoint}: no muxwsgi PREFACE from the server in {timeout}s: is it a muxwsgi "
+                f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
         if conn._error is not None:
@@ -187,9 +189,11 @@ class MuxConnection:
                     continue
                 if not data:
                     if not got_any:
+                        classic = self.endpoint.with_protocol("uwsgi")
                         raise NotMuxWSGIError(
                             f"{self.endpoint}: the server closed the connection instead of "
-                            "answering the muxwsgi PREFACE (a classic uwsgi server?)"
+                            "answering the muxwsgi PREFACE (a classic uwsgi server? to speak "
+                            f"classic uwsgi to it, use {classic})"
                         )
                     raise ReadError(f"{self.endpoint}: the server closed the connection")
                 with self._guard:
