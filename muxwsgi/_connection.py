@@ -135,7 +135,7 @@ class ConnectionConfig:
     #: raises it from DEFAULT_WINDOW).
     connection_window_size: int = DEFAULT_WINDOW
     flood: FloodLimits = field(default_factory=FloodLimits)
-    #: Read by the flood buckets only.
+    #: Read by the flood buckets and for :attr:`Connection.incomplete_frame_since`.
     clock: Callable[[], float] = time.monotonic
     #: Check outgoing heads (CR/LF/NUL, latin-1, empty names). A server that validates its
     #: application's headers more strictly already (as muxwsgi.server does) turns this off to
@@ -223,7 +223,12 @@ class Connection:
         #: What the peer advertised (the defaults until its PREFACE arrives).
         self.remote_settings = Settings()
         self._streams: dict[int, _Stream] = {}
+        #: Received bytes not handled yet: ``_buffer[_buffer_pos:]``. An offset, not a slice,
+        #: so that a read handled ``max_frames`` at a time is never copied again per call.
         self._buffer = b""
+        self._buffer_pos = 0
+        self._incomplete_since = 0.0
+        self._clock = config.clock
         self._out: list[bytes] = []
         self._queued_control = 0
         self._preface_received = False
@@ -287,6 +292,31 @@ class Connection:
         return self._preface_received
 
     @property
+    def frames_buffered(self) -> bool:
+        """Whether a whole frame waits in the receive buffer, left there by ``max_frames``."""
+        buf, pos = self._buffer, self._buffer_pos
+        left = len(buf) - pos
+        return left >= 8 and left >= 8 + (buf[pos + 1] | buf[pos + 2] << 8)
+
+    @property
+    def incomplete_frame_since(self) -> float | None:
+        """When the frame now partly received began to arrive (``clock`` time), or None when
+        the receive buffer holds no partial frame. A slowloris peer dribbles one frame for
+        ever: the caller bounds how long a frame may take."""
+        if len(self._buffer) == self._buffer_pos or self.frames_buffered:
+            return None
+        return self._incomplete_since
+
+    @property
+    def settings_acknowledged(self) -> bool:
+        """Whether the peer acknowledged every settings list this side sent (PREFACE included).
+
+        Until it does, this side enforces the protocol defaults ([E-5]); a peer that never
+        acknowledges deserves GOAWAY(SETTINGS_TIMEOUT) from a caller with a clock.
+        """
+        return not self._pending_local
+
+    @property
     def highest_stream_id(self) -> int:
         """The highest stream id opened on this connection so far (0 for none)."""
         return self._highest_stream_id
@@ -331,11 +361,15 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes, max_frames: int = 0) -> list[Event]:
         """Feed bytes from the peer; return the events they complete, in order.
 
         Partial frames are buffered until the rest arrives. Stream errors are handled here: the
         stream gets a RESET and a :class:`StreamReset` event with ``remote=False``.
+
+        With ``max_frames`` (0: no limit), at most that many frames are handled; whole frames
+        beyond them stay buffered (see :attr:`frames_buffered`) until the next call, which
+        may pass ``b""``. A server uses it to share its time fairly between connections.
 
         Raises a :class:`RemoteProtocolError` subclass for a connection error, after queueing
         a GOAWAY with its code; the events of this call are then discarded and the GOAWAY's
@@ -344,17 +378,24 @@ class Connection:
         """
         if self.state is ConnectionState.CLOSED:
             return []
-        buf = self._buffer + data if self._buffer else data
+        if not self._buffer:
+            buf, pos = data, 0
+        elif data:
+            buf, pos = self._buffer[self._buffer_pos :] + data, 0
+        else:
+            buf, pos = self._buffer, self._buffer_pos
+        first = pos
         end = len(buf)
-        pos = 0
         events: list[Event] = []
         dispatch = self._dispatch
+        budget = max_frames or -1
         try:
             if not self._preface_received and end and buf[0] != FrameType.PREFACE:
                 raise PrefaceError(
                     f"expected a muxwsgi PREFACE, received {describe_peer_bytes(bytes(buf[:64]))}"
                 )
-            while end - pos >= 8:
+            while end - pos >= 8 and budget:
+                budget -= 1
                 ftype, length, flags, stream_id = _unpack_header(buf, pos)
                 start = pos + 8
                 if end - start < length:
@@ -379,7 +420,13 @@ class Connection:
         except RemoteProtocolError as exc:
             self._connection_error(exc)
             raise
-        self._buffer = buf[pos:] if pos < end else b""
+        if pos < end:
+            if pos > first or not self._buffer:
+                # A frame began to arrive (not the one still incomplete from the last call).
+                self._incomplete_since = self._clock()
+            self._buffer, self._buffer_pos = buf, pos
+        else:
+            self._buffer, self._buffer_pos = b"", 0
         self._last_reported = self._highest_stream_id
         return events
 
@@ -702,7 +749,7 @@ class Connection:
     def _connection_error(self, exc: RemoteProtocolError) -> None:
         self.state = ConnectionState.CLOSED
         self._may_open = False
-        self._buffer = b""
+        self._buffer, self._buffer_pos = b"", 0
         self._goaway_sent = self._last_reported
         self._out.append(encode_goaway(self._last_reported, exc.error_code, str(exc).encode()))
 

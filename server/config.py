@@ -644,6 +644,17 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=1,
     ),
+    Setting(
+        "frames_per_turn",
+        FLOOD,
+        128,
+        "Frames of one mux connection handled per event-loop turn; the rest wait for the next "
+        "turn, so a flooding connection cannot starve the others (smaller is fairer under a "
+        "flood, larger is cheaper per request: 4 costs ~10 us of CPU per request at 64 in "
+        "flight).",
+        kind="int",
+        minimum=1,
+    ),
     # Lifecycle
     Setting(
         "max_requests",
@@ -804,6 +815,7 @@ class Config:
     glitch_burst: int = _default("glitch_burst")
     glitch_rate: float = _default("glitch_rate")
     max_queued_control: int = _default("max_queued_control")
+    frames_per_turn: int = _default("frames_per_turn")
     # Lifecycle
     max_requests: int = _default("max_requests")
     max_requests_jitter: int = _default("max_requests_jitter")

@@ -63,6 +63,7 @@ class HttpProtocol(BaseProtocol):
         self._keep_alive = True
         self._head_only = False
         self._in_head = False  # a request head is partly received
+        self._head_started = 0.0
         self._server_addr: tuple[str, str] = ("localhost", "")
 
     def connection_made(self, transport: Any) -> None:
@@ -103,6 +104,7 @@ class HttpProtocol(BaseProtocol):
         self._headers = []
         self._header_bytes = 0
         self._in_head = True
+        self._head_started = _monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -186,6 +188,9 @@ class HttpProtocol(BaseProtocol):
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = "HTTP_" + key
             if key in environ:
+                if key == "HTTP_HOST":
+                    # RFC 9112 3.2: two Host lines are a 400, never "a, b" for the app to split.
+                    raise _Reject("400 Bad Request", "more than one Host header")
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 environ[key] = value
@@ -281,6 +286,14 @@ class HttpProtocol(BaseProtocol):
         elif self.transport is not None and not self.closed and not self.writing_paused:
             self.transport.resume_reading()
 
+    def on_peer_eof(self) -> None:
+        request = self._parsing
+        if request is not None and request.input is not None and not request.complete:
+            # The body will never be complete: the application's read must fail now rather
+            # than wait for body_timeout.
+            request.input.fail("the client closed the connection before the end of the body")
+        super().on_peer_eof()
+
     def _fail(self, status: str, message: str) -> None:
         log.info("http connection from %s: %s", self.peer, message)
         if not self._queue:  # nothing in flight: the error response is next in order
@@ -307,7 +320,9 @@ class HttpProtocol(BaseProtocol):
         if self._queue or self.drain_expired(now):
             return
         if self._in_head:
-            if now - self.last_activity > config.header_timeout:
+            # Counted from the head's first byte, not the last one: a peer that dribbles a
+            # header line now and then must not hold the connection for ever (slowloris).
+            if now - self._head_started > config.header_timeout:
                 self._fail("408 Request Timeout", "request head not received in time")
         elif now - self.last_activity > config.keepalive_timeout:
             self.close()

@@ -105,6 +105,10 @@ class MuxProtocol(BaseProtocol):
         self._limit_post = self.config.limit_post
         self._max_active = self.config.max_concurrent_streams
         self._body_timeout = self.config.body_timeout
+        self._frames_per_turn = self.config.frames_per_turn
+        self._turn_pending = False
+        #: Exchanges opened in the current turn, submitted at its end (see _submit_new).
+        self._new: list[Exchange] = []
 
     # ---------------------------------------------------------------- input
 
@@ -112,8 +116,21 @@ class MuxProtocol(BaseProtocol):
         if self.closed:
             return  # lingering after our close: dropped
         self.last_activity = _monotonic()
+        self._receive(data)
+
+    def _next_turn(self) -> None:
+        """Handle the frames a previous turn left buffered, then read again if all are done."""
+        self._turn_pending = False
+        if self.closed:
+            return
+        self._receive(b"")
+        if not (self._turn_pending or self.closed or self.writing_paused):
+            assert self.transport is not None
+            self.transport.resume_reading()
+
+    def _receive(self, data: bytes) -> None:
         try:
-            events = self.conn.receive_data(data)
+            events = self.conn.receive_data(data, self._frames_per_turn)
         except ProtocolError as exc:
             log.warning(
                 "mux connection from %s: %s; closing (GOAWAY %s)",
@@ -139,7 +156,17 @@ class MuxProtocol(BaseProtocol):
                 self._maybe_close()
             elif kind is PingAcknowledged and event.data == _DRAIN_PING:  # type: ignore[union-attr]
                 self._final_goaway()
+        if self._new:
+            self._submit_new()
         self.flush()
+        if self.conn.frames_buffered and not self._turn_pending and not self.closed:
+            # More frames than one turn's share: the rest (and the socket) wait for the next
+            # loop turn, so that a flood on this connection costs the other connections at
+            # most frames_per_turn frames of work between two of their own turns.
+            assert self.transport is not None
+            self._turn_pending = True
+            self.transport.pause_reading()
+            self.ctx.loop.call_soon(self._next_turn)
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
@@ -168,7 +195,18 @@ class MuxProtocol(BaseProtocol):
         exchange = Exchange(self.runner, self, sid, environ, wsgi_input, deadline, "mux")
         self.exchanges[sid] = exchange
         self.active += 1
-        self.runner.submit(exchange)
+        # Submitted once this turn's frames are handled: a RESET right behind the HEADERS
+        # (rapid reset) then costs no application thread a wake-up.
+        self._new.append(exchange)
+
+    def _submit_new(self) -> None:
+        submit = self.runner.submit
+        for exchange in self._new:
+            if exchange.cancelled.is_set():
+                self.active -= 1  # reset before it was ever queued: nothing will report done
+            else:
+                submit(exchange)
+        self._new.clear()
 
     def _consumer(self, sid: int) -> Any:
         post = self.runner.post
@@ -276,7 +314,13 @@ class MuxProtocol(BaseProtocol):
         # response still in its outbox goes on without the exchange.
         if self.exchanges.get(sid) is exchange:
             del self.exchanges[sid]
-            self.body_bytes.pop(sid, None)
+            unread = self.body_bytes.pop(sid, None) is not None
+            if unread and sid not in self.outboxes and self.conn.is_open(sid):
+                # The response is complete but the request body is not, and no one will read
+                # it: stop the upload (RFC 9113 8.1), which also ends the stream so that an
+                # idle connection is not kept open by a client that stopped sending.
+                self.conn.reset_stream(sid, ErrorCode.NO_ERROR)
+                self.runner.dirty.add(self)
         self._maybe_close()
 
     def _response_failed(self, exchange: Exchange, exc: ProtocolError) -> None:
@@ -286,8 +330,10 @@ class MuxProtocol(BaseProtocol):
         exchange.cancel()
 
     def _pump(self, only: int | None) -> None:
-        """Move queued response bytes into frames as far as the windows allow."""
-        if not self.outboxes:
+        """Move queued response bytes into frames as far as the windows allow, unless the
+        socket is not draining: a client may grant a huge window and then not read, and its
+        bytes must then wait in the bounded outboxes, not in the transport's buffer."""
+        if not self.outboxes or self.writing_paused:
             return
         conn = self.conn
         sids = [only] if only is not None else list(self.outboxes)
@@ -330,6 +376,12 @@ class MuxProtocol(BaseProtocol):
         if self.conn.state is ConnectionState.CLOSED:
             self.close()
 
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.outboxes and not self.closed:
+            self._pump(None)
+            self.flush()
+
     # ---------------------------------------------------------------- lifecycle
 
     @property
@@ -345,6 +397,14 @@ class MuxProtocol(BaseProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._abandon_all()
+
+    def on_peer_eof(self) -> None:
+        # Bodies still arriving never will: fail their readers now, not after body_timeout.
+        for sid in list(self.body_bytes):
+            exchange = self.exchanges.get(sid)
+            if exchange is not None and isinstance(exchange.input, InputStream):
+                exchange.input.fail("the client closed the connection before the end of the body")
+        super().on_peer_eof()
 
     def _maybe_close(self) -> None:
         """Close once nothing is left in flight, if the connection is ending: our final GOAWAY
@@ -407,6 +467,33 @@ class MuxProtocol(BaseProtocol):
                     config.header_timeout,
                 )
                 self.close()
+            return
+        if not self.conn.settings_acknowledged and now - self.opened > config.header_timeout:
+            # Until the client ACKs our settings we enforce the protocol defaults, not our
+            # limits (PROTOCOL.md [E-5]): a client must not keep them by never acknowledging.
+            log.info(
+                "mux connection from %s: settings not acknowledged in %gs; closing",
+                self.peer,
+                config.header_timeout,
+            )
+            self.conn.send_goaway(ErrorCode.SETTINGS_TIMEOUT, debug=b"settings not acknowledged")
+            self._abandon_all()
+            self.flush()
+            self.close()
+            return
+        since = self.conn.incomplete_frame_since
+        if since is not None and now - since > config.header_timeout:
+            # One frame (at most 64 KiB) dribbled for longer than a whole head may take:
+            # slowloris on the framing (PROTOCOL.md [L-4]).
+            log.info(
+                "mux connection from %s: a frame took more than %gs to arrive; closing",
+                self.peer,
+                config.header_timeout,
+            )
+            self.conn.send_goaway(ErrorCode.PROTOCOL_ERROR, debug=b"frame too slow")
+            self._abandon_all()
+            self.flush()
+            self.close()
             return
         for sid, outbox in list(self.outboxes.items()):
             if outbox.chunks and now - outbox.since > config.stuck_window_timeout:

@@ -143,6 +143,13 @@ class UwsgiProtocol(BaseProtocol):
             if self.transport is not None:
                 self.transport.pause_reading()
 
+    def on_peer_eof(self) -> None:
+        if self._input is not None and self._body_left:
+            # Fewer body bytes than CONTENT_LENGTH, and no more will come: fail the
+            # application's read now rather than after body_timeout.
+            self._input.fail("the client closed the connection before the end of the body")
+        super().on_peer_eof()
+
     def _consumed(self, size: int) -> None:
         """Body bytes were read by the application (its thread): nothing to do, the socket
         buffers are the flow control here."""

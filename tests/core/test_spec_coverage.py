@@ -10,9 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Requirements that only a server or a client can show; each names where its test will live.
 #: Entries leave this table when their tests land (the test below fails on a stale entry).
-PENDING: dict[str, str] = {
-    "L-3": "server: per-stream send buffer and stuck-window timeout (issue 3/7)",
-}
+PENDING: dict[str, str] = {}
 
 
 def requirement_ids() -> list[str]:

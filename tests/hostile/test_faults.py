@@ -1,0 +1,137 @@
+"""Faults: the peer vanishes mid-request or mid-response, the application raises mid-stream.
+
+A worker killed with SIGKILL under load, with the client library retrying what is safe, is
+tests/client/test_sync_behaviour.py::test_retry_policy_by_method (the GET in flight is
+retried on the respawned worker, the POST is not); the master
+replacing killed and stuck workers is tests/server/test_master.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from muxwsgi import ErrorCode, FrameType
+
+from ..core.helpers import data, frame, headers, preface
+from ..muxclient import RawMux, vars_for
+from ..servers import ServerProcess, start
+from .kit import Healthy, get, log_problems
+
+pytestmark = pytest.mark.slow
+
+OPENING = preface() + frame(FrameType.SETTINGS, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start("tests.hostile.apps:app", "--threads", "8",
+                log_dir=tmp_path_factory.mktemp("faults"))  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def healthy(server: ServerProcess) -> Iterator[Healthy]:
+    with Healthy(server.address) as client:
+        client.check(0)
+        yield client
+        client.check(client.ok)
+
+
+def vanish(address: tuple[str, int], first: bytes, wait: float = 0.3) -> None:
+    """Connect, send ``first``, wait, then drop the connection with an RST (no FIN)."""
+    sock = socket.create_connection(address, timeout=5)
+    sock.sendall(first)
+    time.sleep(wait)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def until(probe: Callable[[], list[str]], count: int, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(seen := probe()) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return seen
+
+
+def classic_post(path: str, length: int) -> bytes:
+    pairs = [
+        (b"REQUEST_METHOD", b"POST"),
+        (b"PATH_INFO", path.encode()),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"CONTENT_LENGTH", str(length).encode()),
+    ]
+    block = b"".join(
+        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
+    )
+    return struct.pack("<BHB", 0, len(block), 0) + block
+
+
+UPLOADS = {
+    "mux": OPENING
+    + headers(1, vars_for("POST", "/input-error", CONTENT_LENGTH="1000"), end=False)
+    + data(1, b"x" * 100),
+    "uwsgi": classic_post("/input-error", 1000) + b"x" * 100,
+    "http": b"POST /input-error HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100,
+}
+
+
+@pytest.mark.parametrize("protocol", list(UPLOADS))
+def test_peer_vanishes_mid_upload(server: ServerProcess, healthy: Healthy, protocol: str) -> None:
+    """wsgi.input.read() raises at once instead of waiting for the rest of the body."""
+    errors = lambda: json.loads(get(server.address, "/input-errors"))  # noqa: E731
+    before = len(errors())
+    started = time.monotonic()
+    vanish(server.address, UPLOADS[protocol])
+    seen = until(errors, before + 1)
+    assert seen[before:] and "ClientDisconnected" in seen[before], seen[before:]
+    assert time.monotonic() - started < 10  # not body-timeout (30 s)
+
+
+DOWNLOADS = {
+    "mux": lambda tag: OPENING + headers(1, vars_for("GET", f"/held?tag={tag}&n=2000")),
+    "uwsgi": lambda tag: (lambda b: struct.pack("<BHB", 0, len(b), 0) + b)(
+        b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
+                 for k, v in [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/held"),
+                              (b"QUERY_STRING", f"tag={tag}&n=2000".encode()),
+                              (b"SERVER_PROTOCOL", b"HTTP/1.1")])),
+    "http": lambda tag: f"GET /held?tag={tag}&n=2000 HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", list(DOWNLOADS))
+def test_peer_vanishes_mid_response(server: ServerProcess, healthy: Healthy, protocol: str) -> None:
+    """A 128 MiB streamed response whose client disappears: the iterable's close() is
+    called (PEP 3333) and its thread is freed."""
+    tag = f"vanish-{protocol}"
+    vanish(server.address, DOWNLOADS[protocol](tag))
+    deadline = time.monotonic() + 10
+    while tag not in (closed := json.loads(get(server.address, "/held-closed"))):
+        assert time.monotonic() < deadline, closed
+        time.sleep(0.1)
+
+
+def test_application_raises_mid_stream(server: ServerProcess, healthy: Healthy) -> None:
+    """The stream is reset (INTERNAL_ERROR), the connection and its other streams go on."""
+    client = RawMux(server.address)
+    try:
+        slow = client.send("GET", "/sleep?s=0.5")
+        broken = client.send("GET", "/raise-midstream")
+        reply = client.wait(broken)[0]
+        assert reply.reset == ErrorCode.INTERNAL_ERROR and reply.body == b"first "
+        assert client.wait(slow)[0].body == b"slept"
+        assert client.request("GET", "/hello").body == b"Hello, World!"
+        assert "midstream" in json.loads(client.request("GET", "/closed").body)
+    finally:
+        client.close()
+
+
+def test_the_log_has_no_internal_error(server: ServerProcess) -> None:
+    """Runs last: every hostile act was handled, none escaped as an internal error."""
+    assert log_problems(server.log()) == []
