@@ -228,12 +228,11 @@ class AsyncStream:
             raise ConnectionResetError(str(exc) or "connection broken") from exc
 
     async def write(self, data: bytes, timeout: float | None) -> None:
+        """Write all of ``data``. Shielded: cancelling the caller does not cut a write short
+        (half a frame would corrupt the connection); ``timeout`` still bounds it."""
         try:
-            if timeout is None:
+            with anyio.fail_after(None if timeout is None else max(0.0, timeout), shield=True):
                 await self._stream.send(data)
-            else:
-                with anyio.fail_after(max(0.0, timeout)):
-                    await self._stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionResetError(str(exc) or "connection broken") from exc
 

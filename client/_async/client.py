@@ -265,6 +265,7 @@ class AsyncClient:
             conn.body(sid, state, deadline),
             on_close,
             url=str(conn.endpoint),
+            complete=lambda: conn.take_complete(sid, state),
         )
 
     async def _send_classic(

@@ -34,6 +34,8 @@ BACKOFF_JITTER = 0.2
 BACKOFF_MAX = 120.0
 RESOLVE_INTERVAL = 30.0
 RESOLVE_RETRY = 1.0
+#: How often a request looks for endpoints without a connection (to open one beside it).
+SPARE_CHECK_INTERVAL = 0.1
 
 
 @dataclass
@@ -61,6 +63,7 @@ class AsyncPool:
         self._names = any(endpoint.is_name for endpoint in endpoints)
         self._states = [] if self._names else [_EndpointState(e) for e in endpoints]
         self._resolved_at = -RESOLVE_INTERVAL
+        self._next_spare_check = 0.0
         self._background = background
         self._config = config
         self._guard = AsyncGuard()  # no block under it awaits
@@ -87,9 +90,12 @@ class AsyncPool:
                 conn = self._pick()
                 if conn is not None:
                     conn.outstanding += 1
-                    spare = self._unconnected()
-                    for state in spare:
-                        state.opening = True
+                    now = time.monotonic()
+                    if now >= self._next_spare_check:  # a few times a second is enough
+                        self._next_spare_check = now + SPARE_CHECK_INTERVAL
+                        spare = self._unconnected()
+                        for state in spare:
+                            state.opening = True
                 else:
                     target = self._to_open()
                     if target is not None:

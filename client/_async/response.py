@@ -28,6 +28,7 @@ class AsyncResponse:
         on_close: Callable[[bool], Awaitable[None]],
         *,
         url: str,
+        complete: Callable[[], bytes | None] | None = None,
         http_version: str = "HTTP/1.1",
     ) -> None:
         self.status = status
@@ -37,6 +38,8 @@ class AsyncResponse:
         self.http_version = http_version
         self._body = body
         self._on_close = on_close
+        #: Returns the whole body when it has all arrived already (None: not yet).
+        self._complete = complete
         self._content: bytes | None = None
         self._consumed = False
         self._closed = False
@@ -70,7 +73,14 @@ class AsyncResponse:
 
     async def aread(self) -> bytes:
         if self._content is None:
-            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+            body = None
+            if self._complete is not None and not self._consumed:
+                body = self._complete()
+            if body is not None:
+                self._content, self._consumed = body, True
+                await self._close(complete=True)
+            else:
+                self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
         return self._content
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:

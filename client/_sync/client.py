@@ -266,6 +266,7 @@ class Client:
             conn.body(sid, state, deadline),
             on_close,
             url=str(conn.endpoint),
+            complete=lambda: conn.take_complete(sid, state),
         )
 
     def _send_classic(

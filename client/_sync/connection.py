@@ -7,11 +7,12 @@ caller waiting on it.
 
 Two guards. The core is used only inside ``self._guard`` blocks, which never (in the
 sync flavour callers are threads and the guard is a lock; in the async one it costs nothing).
-Bytes the core made go, in the core's order, into one outbox; whoever holds
-``self._write_lock`` writes everything in it. So frames leave in the order the core made them
-(a HEADERS overtaken by a later one would be a stream-id decrease, a connection error), a caller
-with nothing to send never waits for the lock, and requests queued by many callers while one
-write is in progress leave together in the next one: one system call for all of them.
+Bytes the core made go, in the core's order, into one outbox; one caller at a time writes
+it (``self._writing``) until it is empty, and the others leave their bytes to that writer. So
+frames leave in the order the core made them (a HEADERS overtaken by a later one would be a
+stream-id decrease, a connection error), no caller waits for another's write, and requests
+queued by many callers while one write is in progress leave together in the next one: one
+system call for all of them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ from .._primitives import (
     Background,
     Event,
     Guard,
-    Lock,
     Stream,
     connect,
 )
@@ -68,6 +68,9 @@ __all__ = ("MuxConnection",)
 _monotonic = time.monotonic
 _READ_SIZE = 1 << 18
 _KEEPALIVE_PING = b"kpalive!"
+#: While requests with deadlines are in flight, the reader wakes at least this often to expire
+#: them (how late a deadline may fire). Cheaper than a timer per waiting request.
+DEADLINE_TICK = 0.01
 
 
 def remaining(deadline: float | None) -> float | None:
@@ -75,15 +78,47 @@ def remaining(deadline: float | None) -> float | None:
 
 
 class _Stream:
-    """One request's view of the connection: its events, and who waits for them."""
+    """One request's view of the connection: its events, and who waits for them.
 
-    __slots__ = ("done", "events", "inbox", "window")
+    The two events are made by the first caller that has to wait (most small requests find
+    their whole response filed before they look). A waiter makes or clears its event, then
+    checks its condition again; a waker changes the condition, then sets the event if there is
+    one. In that order no wake-up is lost, with tasks or with threads.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("deadline", "done", "events", "expired", "inbox", "window")
+
+    def __init__(self, deadline: float | None) -> None:
         self.inbox: deque[Any] = deque()
-        self.events = Event()  # set when the inbox grows
-        self.window = Event()  # set when a send window opens
+        self.events: Event | None = None  # set when the inbox grows
+        self.window: Event | None = None  # set when a send window opens
         self.done = False
+        self.deadline = deadline
+        self.expired = False  # the reader saw the deadline pass (and woke the waiters)
+
+    def wake(self) -> None:
+        if self.events is not None:
+            self.events.set()
+
+    def wake_window(self) -> None:
+        if self.window is not None:
+            self.window.set()
+
+    def inbox_event(self) -> Event:
+        """The event to wait on for the inbox, cleared (check the inbox again after this)."""
+        if self.events is None:
+            self.events = Event()
+        else:
+            self.events.clear()
+        return self.events
+
+    def window_event(self) -> Event:
+        """The event to wait on for the send window, cleared (check again after this)."""
+        if self.window is None:
+            self.window = Event()
+        else:
+            self.window.clear()
+        return self.window
 
 
 class MuxConnection:
@@ -104,9 +139,16 @@ class MuxConnection:
             ),
         )
         self._guard = Guard()
-        self._write_lock = Lock()
+        self._writing = False  # a caller is writing the outbox (see _flush)
         self._outbox: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
+        #: Streams with a deadline, which the reader expires (see _expire_deadlines).
+        self._timed: dict[int, _Stream] = {}
+        #: Whether the reader's current read is bounded by DEADLINE_TICK: a waiter may then
+        #: leave its deadline to the reader instead of arming a timer of its own.
+        self._ticking = False
+        self._next_expiry = 0.0
+        self._last_read = _monotonic()
         self._ready = Event()
         self._error: Exception | None = None
         self._ping_sent = 0.0
@@ -179,14 +221,21 @@ class MuxConnection:
     def _reader(self) -> None:
         config = self.config
         got_any = False
+        interval = config.keepalive_interval
         try:
             while True:
-                timeout = config.keepalive_interval or None
+                self._ticking = bool(self._timed)
+                timeout = interval or None
+                if self._ticking:
+                    timeout = DEADLINE_TICK if timeout is None else min(timeout, DEADLINE_TICK)
                 try:
                     data = self._stream.read(_READ_SIZE, timeout)
                 except TimeoutError:
-                    self._keepalive()
+                    self._expire_deadlines()
+                    if interval and _monotonic() - self._last_read >= interval:
+                        self._keepalive()
                     continue
+                self._last_read = _monotonic()
                 if not data:
                     if not got_any:
                         classic = self.endpoint.with_protocol("uwsgi")
@@ -207,6 +256,8 @@ class MuxConnection:
                 self._flush()  # acknowledgements and window updates the data caused
                 got_any = True
                 self._dispatch(events)
+                if self._timed and self._last_read >= self._next_expiry:
+                    self._expire_deadlines()
         except Exception as exc:  # the connection is over: tell every waiter why
             self._fail(exc)
             self._stream.close()
@@ -221,10 +272,21 @@ class MuxConnection:
         self._wake_all()
         self._ready.set()
 
+    def _expire_deadlines(self) -> None:
+        """Wake the waiters of streams whose deadline passed; they raise RequestTimeout."""
+        now = _monotonic()
+        self._next_expiry = now + DEADLINE_TICK
+        for sid, state in list(self._timed.items()):
+            if state.deadline is not None and state.deadline <= now:
+                self._timed.pop(sid, None)
+                state.expired = True
+                state.wake()
+                state.wake_window()
+
     def _wake_all(self) -> None:
         for stream in self._streams.values():
-            stream.events.set()
-            stream.window.set()
+            stream.wake()
+            stream.wake_window()
 
     def _dispatch(self, events: list[Any]) -> None:
         streams = self._streams
@@ -234,21 +296,21 @@ class MuxConnection:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
-                    stream.events.set()
+                    stream.wake()
             elif kind is StreamReset:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
-                    stream.events.set()
-                    stream.window.set()
+                    stream.wake()
+                    stream.wake_window()
             elif kind is WindowUpdated:
                 if event.stream_id == 0:
                     for stream in streams.values():
-                        stream.window.set()
+                        stream.wake_window()
                 else:
                     stream = streams.get(event.stream_id)
                     if stream is not None:
-                        stream.window.set()
+                        stream.wake_window()
             elif kind is SettingsChanged:
                 self._ready.set()
             elif kind is PingAcknowledged and event.data == _KEEPALIVE_PING:
@@ -267,7 +329,9 @@ class MuxConnection:
             self._ping_sent = _monotonic()
 
     def _flush(self) -> None:
-        """Write everything the core has queued, ours and other callers' alike.
+        """Write everything the core has queued, ours and other callers' alike; or, when a
+        write is already in progress, leave it to that writer, which writes until the outbox
+        is empty (so a caller never waits for another's write, and many share one).
 
         Raises OSError when the write fails; the connection is then failed for every stream
         (part of a frame may have left: nothing more can be written after it).
@@ -277,19 +341,26 @@ class MuxConnection:
             data = self._core.data_to_send()
             if data:
                 outbox.append(data)
-            elif not outbox:
+            if self._writing or not outbox:
                 return
-        with self._write_lock:
-            with self._guard:
-                if not outbox:
-                    return  # another caller wrote it
-                data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-                outbox.clear()
-            try:
+            self._writing = True
+        try:
+            while True:
+                with self._guard:
+                    if not outbox:
+                        self._writing = False
+                        return
+                    data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    outbox.clear()
                 self._stream.write(data, self.config.write_timeout)
-            except OSError as exc:
-                self._fail(exc)
-                raise
+        except BaseException as exc:
+            # Writes are shielded from cancellation (a frame cut short would corrupt the
+            # connection; the write timeout still bounds them): this is a failed socket, or
+            # an interrupt with the bytes taken and their fate unknown. Either way the
+            # connection cannot go on.
+            self._writing = False
+            self._fail(exc if isinstance(exc, Exception) else WriteError("interrupted"))
+            raise
 
     # ---------------------------------------------------------------- one request
 
@@ -311,7 +382,7 @@ class MuxConnection:
             vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
         small = body if isinstance(body, bytes) else b""
         streamed = not isinstance(body, bytes)
-        state = _Stream()
+        state = _Stream(deadline)
         with self._guard:
             if self._error is not None:
                 raise Retry(f"{self.endpoint}: the connection is closed")
@@ -326,6 +397,8 @@ class MuxConnection:
             except TooManyStreamsError as exc:
                 raise Retry(f"{self.endpoint}: {exc}") from None
             self._streams[sid] = state
+            if deadline is not None:
+                self._timed[sid] = state
         try:
             self._flush()
         except OSError as exc:
@@ -361,13 +434,13 @@ class MuxConnection:
                         piece, view = view[:window], view[window:]
                         core.send_data(sid, bytes(piece))
                     else:
-                        state.window.clear()
+                        waiting = state.window_event()
                 if window > 0:
                     self._flush()
                     continue
                 if self._error is not None:
                     raise self._error
-                if not state.window.wait(remaining(deadline)):
+                if state.expired or not waiting.wait(self._wait_timeout(deadline)):
                     raise RequestTimeout(
                         f"{self.endpoint}: stream {sid}: deadline passed uploading"
                     )
@@ -383,10 +456,10 @@ class MuxConnection:
         while not inbox:
             if self._error is not None:
                 raise self._error
-            state.events.clear()
+            waiting = state.inbox_event()
             if inbox:  # filed while we cleared: no lost wakeup (set happens after append)
                 break
-            if not state.events.wait(remaining(deadline)):
+            if state.expired or not waiting.wait(self._wait_timeout(deadline)):
                 self.cancel(sid)
                 raise RequestTimeout(f"{self.endpoint}: stream {sid}: deadline passed")
         event = inbox.popleft()
@@ -403,6 +476,11 @@ class MuxConnection:
         if type(event) is StreamEnded:
             self._forget(sid)
         return event
+
+    def _wait_timeout(self, deadline: float | None) -> float | None:
+        """How long a waiter times its own wait: not at all when the reader is ticking (it
+        expires the deadline, within DEADLINE_TICK); else the time left."""
+        return None if self._ticking else remaining(deadline)
 
     def consumed(self, sid: int, size: int) -> None:
         """The caller read ``size`` body bytes: give the server its window back."""
@@ -426,7 +504,25 @@ class MuxConnection:
         except OSError:
             pass
 
+    def take_complete(self, sid: int, state: _Stream) -> bytes | None:
+        """The whole body, if every event up to the end of the stream is already filed (the
+        usual case for small responses: no wait, no generator); else None, touching nothing."""
+        inbox = state.inbox
+        if not inbox or type(inbox[-1]) is not StreamEnded:
+            return None
+        chunks = []
+        for event in inbox:
+            kind = type(event)
+            if kind is DataReceived:
+                chunks.append(event.data)
+            elif kind is not StreamEnded:
+                return None
+        inbox.clear()
+        self._forget(sid)  # ended: the core returned the stream's window credit itself
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     def _forget(self, sid: int) -> None:
+        self._timed.pop(sid, None)
         state = self._streams.pop(sid, None)
         if state is not None:
             state.done = True

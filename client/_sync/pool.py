@@ -35,6 +35,8 @@ BACKOFF_JITTER = 0.2
 BACKOFF_MAX = 120.0
 RESOLVE_INTERVAL = 30.0
 RESOLVE_RETRY = 1.0
+#: How often a request looks for endpoints without a connection (to open one beside it).
+SPARE_CHECK_INTERVAL = 0.1
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Pool:
         self._names = any(endpoint.is_name for endpoint in endpoints)
         self._states = [] if self._names else [_EndpointState(e) for e in endpoints]
         self._resolved_at = -RESOLVE_INTERVAL
+        self._next_spare_check = 0.0
         self._background = background
         self._config = config
         self._guard = Guard()  # no block under it awaits
@@ -88,9 +91,12 @@ class Pool:
                 conn = self._pick()
                 if conn is not None:
                     conn.outstanding += 1
-                    spare = self._unconnected()
-                    for state in spare:
-                        state.opening = True
+                    now = time.monotonic()
+                    if now >= self._next_spare_check:  # a few times a second is enough
+                        self._next_spare_check = now + SPARE_CHECK_INTERVAL
+                        spare = self._unconnected()
+                        for state in spare:
+                            state.opening = True
                 else:
                     target = self._to_open()
                     if target is not None:

@@ -29,6 +29,7 @@ class Response:
         on_close: Callable[[bool], None],
         *,
         url: str,
+        complete: Callable[[], bytes | None] | None = None,
         http_version: str = "HTTP/1.1",
     ) -> None:
         self.status = status
@@ -38,6 +39,8 @@ class Response:
         self.http_version = http_version
         self._body = body
         self._on_close = on_close
+        #: Returns the whole body when it has all arrived already (None: not yet).
+        self._complete = complete
         self._content: bytes | None = None
         self._consumed = False
         self._closed = False
@@ -71,7 +74,14 @@ class Response:
 
     def read(self) -> bytes:
         if self._content is None:
-            self._content = b"".join([chunk for chunk in self.iter_bytes()])
+            body = None
+            if self._complete is not None and not self._consumed:
+                body = self._complete()
+            if body is not None:
+                self._content, self._consumed = body, True
+                self._close(complete=True)
+            else:
+                self._content = b"".join([chunk for chunk in self.iter_bytes()])
         return self._content
 
     def iter_bytes(self) -> Iterator[bytes]:
