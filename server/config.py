@@ -431,8 +431,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "initial_window_size",
         LIMITS,
-        262144,
-        "Flow-control receive window of each stream, bytes.",
+        1048576,
+        "Flow-control receive window of each stream, bytes (a request body buffered before the "
+        "application reads it; smaller windows cost uploads a round trip per window).",
         kind="size",
         minimum=1,
         maximum=_MAX_INT32,
@@ -440,8 +441,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "connection_window_size",
         LIMITS,
-        1048576,
-        "Flow-control receive window of each mux connection, bytes.",
+        4194304,
+        "Flow-control receive window of each mux connection, bytes: the most request-body bytes "
+        "one connection can have buffered in the server.",
         kind="size",
         minimum=65535,
         maximum=_MAX_INT32,

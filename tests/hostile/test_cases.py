@@ -36,6 +36,7 @@ SERVER_ARGS = (
     "--threads", "8", "--buffer-size", "8192", "--max-vars", "64", "--limit-post", "1m",
     "--max-concurrent-streams", "16", "--reset-burst", "40", "--ping-burst", "10",
     "--settings-burst", "5", "--glitch-burst", "50",
+    "--initial-window-size", "256k", "--connection-window-size", "1m",
 )  # fmt: skip
 E = ErrorCode
 
