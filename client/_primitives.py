@@ -14,11 +14,13 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 __all__ = (
     "AsyncBackground",
@@ -32,9 +34,11 @@ __all__ = (
     "Lock",
     "Stream",
     "async_connect",
+    "async_gather_point",
     "async_resolve",
     "async_sleep",
     "connect",
+    "gather_point",
     "resolve",
     "sleep",
 )
@@ -155,6 +159,17 @@ class AsyncEvent:
         return bool(waiter.is_set())
 
 
+async def async_gather_point() -> None:
+    """Let every other ready task run once, never raising cancellation: a writer calls it
+    before collecting the outbox, so that requests made in the same loop iteration leave in
+    one write."""
+    await anyio.lowlevel.cancel_shielded_checkpoint()
+
+
+def gather_point() -> None:
+    pass  # threads queue concurrently anyway
+
+
 def asyncio_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop, or None (trio, or no loop)."""
     try:
@@ -273,6 +288,130 @@ class AsyncStream:
         await self._stream.aclose()
 
 
+class _StreamProtocol(asyncio.Protocol):
+    """The asyncio side of _AsyncioStream: buffers what arrives, wakes the one reader."""
+
+    #: Stop reading from the socket beyond this many buffered bytes (the reader is behind).
+    HIGH_WATER = 1 << 20
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer: deque[bytes] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.error: BaseException | None = None
+        self.reader: asyncio.Future[None] | None = None
+        self.drain: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.read_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.append(data)
+        self.buffered += len(data)
+        if self.buffered > self.HIGH_WATER and not self.read_paused and self.transport:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        self.write_paused = False
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.drain is not None and not self.drain.done():
+            self.drain.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("timed out"))
+
+
+class _AsyncioStream(AsyncStream):
+    """AsyncStream straight on an asyncio transport, used when anyio runs on asyncio: no
+    task switch or cancel scope per write (a write only waits when the socket's buffer is
+    full), timeouts as plain timer handles. Cancelling a caller never cuts a write short: the
+    bytes are in the transport's buffer before any wait."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
+
+    async def _wait(self, future: asyncio.Future[None], timeout: float | None) -> None:
+        timer = (
+            None if timeout is None else self._loop.call_later(max(0.0, timeout), _expire, future)
+        )
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def read(self, max_bytes: int, timeout: float | None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof and not self._transport.is_closing():
+            protocol.reader = self._loop.create_future()
+            try:
+                await self._wait(protocol.reader, timeout)
+            finally:
+                protocol.reader = None
+        if not protocol.buffer:  # the end of the stream, a failed one, or closed by us
+            if protocol.error is not None:
+                raise ConnectionResetError(str(protocol.error) or "connection broken")
+            return b""
+        data = protocol.buffer.popleft()
+        if len(data) > max_bytes:
+            data, rest = data[:max_bytes], data[max_bytes:]
+            protocol.buffer.appendleft(rest)
+        protocol.buffered -= len(data)
+        if protocol.read_paused and protocol.buffered <= protocol.HIGH_WATER // 2:
+            protocol.read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        protocol = self._protocol
+        if self._transport.is_closing():
+            raise ConnectionResetError(str(protocol.error or "") or "connection closed")
+        self._transport.write(data)
+        if protocol.write_paused:
+            protocol.drain = self._loop.create_future()
+            try:
+                await self._wait(protocol.drain, timeout)
+            finally:
+                protocol.drain = None
+            if protocol.error is not None:
+                raise ConnectionResetError(str(protocol.error))
+
+    def local_address(self) -> tuple[str, str]:
+        return _address_of(self._transport.get_extra_info("sockname"))
+
+    async def close(self) -> None:
+        self._transport.close()
+        self._protocol._wake_reader()
+
+
 class Stream:
     """A connected socket shared by a reader thread and writer threads.
 
@@ -344,6 +483,17 @@ def _address_of(address: Any) -> tuple[str, str]:
 
 async def async_connect(host: str, port: int, path: str, timeout: float | None) -> AsyncStream:
     """Connect over TCP (``path`` empty) or to a unix socket. TimeoutError or OSError."""
+    loop = asyncio_loop()
+    if loop is not None:
+        with anyio.fail_after(timeout):
+            if path:
+                transport, protocol = await loop.create_unix_connection(_StreamProtocol, path)
+            else:
+                transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+        sock = transport.get_extra_info("socket")
+        if not path and sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _AsyncioStream(transport, protocol)
     with anyio.fail_after(timeout):
         if path:
             return AsyncStream(await anyio.connect_unix(path))

@@ -34,6 +34,7 @@ SUBSTITUTIONS = [
     (r"\basync_connect\b", "connect"),
     (r"\basync_sleep\b", "sleep"),
     (r"\basync_resolve\b", "resolve"),
+    (r"\basync_gather_point\b", "gather_point"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"\bAwaitable, ", ""),

@@ -60,6 +60,7 @@ from .._primitives import (
     AsyncGuard,
     AsyncStream,
     async_connect,
+    async_gather_point,
 )
 
 __all__ = ("AsyncMuxConnection",)
@@ -345,6 +346,7 @@ class AsyncMuxConnection:
             if self._writing or not outbox:
                 return
             self._writing = True
+        await async_gather_point()
         try:
             while True:
                 with self._guard:

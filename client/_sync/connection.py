@@ -61,6 +61,7 @@ from .._primitives import (
     Guard,
     Stream,
     connect,
+    gather_point,
 )
 
 __all__ = ("MuxConnection",)
@@ -344,6 +345,7 @@ class MuxConnection:
             if self._writing or not outbox:
                 return
             self._writing = True
+        gather_point()
         try:
             while True:
                 with self._guard:
