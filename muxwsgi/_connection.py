@@ -308,6 +308,18 @@ class Connection:
         return self._incomplete_since
 
     @property
+    def flood_pressure(self) -> float:
+        """How far the peer went into its flood allowances: the largest share spent of any
+        bucket (resets, pings, settings, glitches), 0.0 to 1.0. A server can give a peer with
+        high pressure less of its time before the bucket runs out and ends the connection."""
+        return max(
+            self._reset_bucket.spent,
+            self._ping_bucket.spent,
+            self._settings_bucket.spent,
+            self._glitch_bucket.spent,
+        )
+
+    @property
     def settings_acknowledged(self) -> bool:
         """Whether the peer acknowledged every settings list this side sent (PREFACE included).
 

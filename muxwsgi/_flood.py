@@ -50,6 +50,11 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = clock()
 
+    @property
+    def spent(self) -> float:
+        """The share of the burst spent as of the last ``take()`` (0.0 full, 1.0 empty)."""
+        return 1.0 - self._tokens / self.burst
+
     def take(self) -> bool:
         now = self._clock()
         tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)

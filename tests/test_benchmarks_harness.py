@@ -17,8 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-# The harness reads the servers' CPU through psutil, part of the `bench` extra.
-pytest.importorskip("psutil")
 
 REQUIRED = {
     "target": str,

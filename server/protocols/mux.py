@@ -130,7 +130,12 @@ class MuxProtocol(BaseProtocol):
 
     def _receive(self, data: bytes) -> None:
         try:
-            events = self.conn.receive_data(data, self._frames_per_turn)
+            budget = self._frames_per_turn
+            if self.conn.flood_pressure > 0.5:
+                # Half way through a flood allowance: this peer gets a small share of the
+                # loop until its bucket refills or runs out (and the connection ends).
+                budget = max(1, budget // 32)
+            events = self.conn.receive_data(data, budget)
         except ProtocolError as exc:
             log.warning(
                 "mux connection from %s: %s; closing (GOAWAY %s)",
