@@ -7,22 +7,18 @@ httptools (llhttp) rather than by hand.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import httptools
 
 from muxwsgi import classic
 
-from .._exceptions import ConnectError, ConnectTimeout, ProtocolViolation, ReadError, RequestTimeout
+from .._exceptions import ProtocolViolation, ReadError, RequestTimeout
 from .._models import Endpoint
-from .._primitives import AsyncStream, async_connect
+from .._primitives import AsyncStream
+from .connection import open_stream, remaining
 
 __all__ = ("AsyncClassicExchange",)
-
-
-def remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
 
 
 class _Parser:
@@ -66,17 +62,7 @@ class AsyncClassicExchange:
 
     @classmethod
     async def connect(cls, endpoint: Endpoint, timeout: float | None) -> AsyncClassicExchange:
-        try:
-            stream = await async_connect(
-                endpoint.connect_host, endpoint.port, endpoint.path, timeout
-            )
-        except TimeoutError:
-            raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
-        except OSError as exc:
-            raise ConnectError(
-                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
-            ) from None
-        return cls(endpoint, stream)
+        return cls(endpoint, await open_stream(endpoint, timeout))
 
     async def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
         """Write the packet and body, then read until the response head is complete."""

@@ -73,6 +73,19 @@ _KEEPALIVE_PING = b"kpalive!"
 DEADLINE_TICK = 0.01
 
 
+async def open_stream(endpoint: Endpoint, timeout: float | None) -> AsyncStream:
+    """Connect to ``endpoint``; ConnectTimeout or ConnectError (saying why, and what to do
+    where that is known) when it fails."""
+    try:
+        return await async_connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
+    except TimeoutError:
+        raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+    except OSError as exc:
+        raise ConnectError(
+            f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
+        ) from None
+
+
 def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - _monotonic()
 
@@ -169,16 +182,7 @@ class AsyncMuxConnection:
         something else (an HTTP server) or closes at once (a classic uwsgi server).
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        try:
-            stream = await async_connect(
-                endpoint.connect_host, endpoint.port, endpoint.path, timeout
-            )
-        except TimeoutError:
-            raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
-        except OSError as exc:
-            raise ConnectError(
-                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
-            ) from None
+        stream = await open_stream(endpoint, timeout)
         conn = cls(endpoint, stream, background, config)
         try:
             await conn._flush()

@@ -8,22 +8,18 @@ httptools (llhttp) rather than by hand.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httptools
 
 from muxwsgi import classic
 
-from .._exceptions import ConnectError, ConnectTimeout, ProtocolViolation, ReadError, RequestTimeout
+from .._exceptions import ProtocolViolation, ReadError, RequestTimeout
 from .._models import Endpoint
-from .._primitives import Stream, connect
+from .._primitives import Stream
+from .connection import open_stream, remaining
 
 __all__ = ("ClassicExchange",)
-
-
-def remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
 
 
 class _Parser:
@@ -67,15 +63,7 @@ class ClassicExchange:
 
     @classmethod
     def connect(cls, endpoint: Endpoint, timeout: float | None) -> ClassicExchange:
-        try:
-            stream = connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
-        except TimeoutError:
-            raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
-        except OSError as exc:
-            raise ConnectError(
-                f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
-            ) from None
-        return cls(endpoint, stream)
+        return cls(endpoint, open_stream(endpoint, timeout))
 
     def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
         """Write the packet and body, then read until the response head is complete."""
