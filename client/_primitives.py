@@ -171,11 +171,9 @@ def gather_point() -> None:
 
 
 def asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or None (trio, or no loop)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    """The running asyncio loop, or None (trio, or no loop). asyncio's own non-raising
+    lookup: this is asked once per wait, and the raising one costs a try per call."""
+    return asyncio._get_running_loop()
 
 
 class Event:
