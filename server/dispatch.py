@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ("AppRunner", "Flushable")
 
 log = logging.getLogger("muxwsgi.error")
+#: post_quiet results that wake the loop after all (one wake-up per this many requests).
+_QUIET_BATCH = 64
 
 
 class Flushable:
@@ -80,6 +82,9 @@ class AppRunner:
         self.server_port = server_port
         self._loop = loop
         self._jobs: queue.SimpleQueue[Exchange | None] = queue.SimpleQueue()
+        # Per application thread: whether it waits for work. One entry per thread, written by
+        # that thread only, so no locking.
+        self._waiting = [False] * threads
         self._results: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._wakeup_pending = False
         #: Protocols that queued output while results were handled; flushed once per batch.
@@ -102,6 +107,11 @@ class AppRunner:
 
     # ---------------------------------------------------------------- loop side
 
+    @property
+    def all_idle(self) -> bool:
+        """Whether every application thread is waiting for work."""
+        return all(self._waiting) and self._jobs.empty()
+
     def submit(self, exchange: Exchange) -> None:
         self.active += 1
         self._jobs.put(exchange)
@@ -115,15 +125,22 @@ class AppRunner:
         self.requests += 1
         if self.access_log is not None and exchange.started:
             env = exchange.environ
+            end = exchange.finished or time.monotonic()
             self.access_log.log(
                 environ=env,
                 status=exchange.status,
                 size=exchange.sent_bytes,
-                duration=time.monotonic() - exchange.started,
+                duration=end - exchange.started,
                 protocol=exchange.protocol_name,
                 stream_id=exchange.key,
                 request_id=env.get("muxwsgi.request_id", "-"),
             )
+
+    def drain(self) -> None:
+        """Handle the results waiting without a wake-up (see post_quiet); the worker's tick
+        calls this, so none waits more than about a second."""
+        if self._results:
+            self._drain()
 
     def _drain(self) -> None:
         # Clear the flag first: a result appended while we drain either gets popped below or
@@ -177,12 +194,32 @@ class AppRunner:
             except RuntimeError:  # the loop is closed: the worker is exiting
                 pass
 
+    def post_quiet(self, func: Callable[..., None], *args: Any) -> None:
+        """Like :meth:`post`, but without waking the loop: for bookkeeping nobody waits for.
+
+        It runs with the next batch, once _QUIET_BATCH are waiting, or at the latest on the
+        worker's next tick. A wake-up is a system call on each side (an eventfd write, then
+        the loop's read), a large share of a request that needs nothing else from the loop.
+        """
+        results = self._results
+        results.append((func, args))
+        if len(results) >= _QUIET_BATCH and not self._wakeup_pending:
+            # Bounded: a tick handling a second's worth at once would stall the loop.
+            self._wakeup_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: the worker is exiting
+                pass
+
     def _work(self, index: int) -> None:
-        get = self._jobs.get
         starts, current, busy = self._starts, self._current, self._busy_time
         clock = time.monotonic
+        get = self._jobs.get
+        waiting = self._waiting
         while True:
+            waiting[index] = True
             exchange = get()
+            waiting[index] = False
             if exchange is None:
                 return
             current[index] = exchange

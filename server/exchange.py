@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from .dispatch import AppRunner
     from .protocols.base import Sink
 
-__all__ = ("CancelFlag", "ClientDisconnected", "EmptyInput", "Exchange", "InputStream")
+__all__ = (
+    "CancelFlag",
+    "ClientDisconnected",
+    "EmptyInput",
+    "Exchange",
+    "InputStream",
+    "call_now",
+)
 
 log = logging.getLogger("muxwsgi.error")
 _monotonic = time.monotonic
@@ -218,8 +225,10 @@ class Exchange:
         "cancelled",
         "deadline",
         "environ",
+        "finished",
         "input",
         "key",
+        "post",
         "protocol_name",
         "runner",
         "sent_bytes",
@@ -237,9 +246,13 @@ class Exchange:
         wsgi_input: Any,
         deadline: float | None,
         protocol_name: str,
+        post: Callable[..., None] | None = None,
     ) -> None:
         self.runner = runner
         self.sink = sink
+        #: How the application thread hands a message to the sink: ``runner.post`` (run on the
+        #: loop) unless the sink lives on the application thread (see call_now).
+        self.post = runner.post if post is None else post
         self.key = key
         self.environ = environ
         self.input = wsgi_input
@@ -247,6 +260,8 @@ class Exchange:
         self.protocol_name = protocol_name
         self.cancelled = CancelFlag()
         self.started = 0.0
+        #: When the application thread finished (0.0: not yet, or done on the loop).
+        self.finished = 0.0
         # For the access log: the response status and body bytes the application produced.
         self.status = 0
         self.sent_bytes = 0
@@ -284,7 +299,7 @@ class Exchange:
     def run(self) -> None:
         """Run the application for this request and hand the response to the loop."""
         runner = self.runner
-        post = runner.post
+        post = self.post
         sink = self.sink
         if self.cancelled._set:
             post(sink.on_done, self)
@@ -370,7 +385,7 @@ class Exchange:
         """The streaming path: send the head with the first non-empty chunk, then chunks."""
         if self._cond is None:
             self._cond = threading.Condition(threading.Lock())
-        post = self.runner.post
+        post = self.post
         sink = self.sink
         head_only = self.environ["REQUEST_METHOD"] == "HEAD"
         for chunk in result:
@@ -396,7 +411,7 @@ class Exchange:
         head = start.head
         if head is None:
             raise HeadersError("the application sent body bytes before start_response")
-        post = self.runner.post
+        post = self.post
         sink = self.sink
         if not start.head_sent:
             start.head_sent = True
@@ -448,7 +463,7 @@ class Exchange:
 
     def _fail(self, exc: BaseException, start: StartResponse) -> None:
         """The application (or its response) failed: a 500 if nothing was sent, else abort."""
-        post = self.runner.post
+        post = self.post
         if isinstance(exc, _ShortBody):
             if not start.head_sent and start.head is not None:
                 start.head_sent = True
@@ -478,6 +493,11 @@ class Exchange:
             f"{env.get('REQUEST_METHOD', '?')} {env.get('REQUEST_URI') or env.get('PATH_INFO', '')}"
             f" ({self.protocol_name}, stream {self.key})"
         )
+
+
+def call_now(func: Callable[..., None], *args: Any) -> None:
+    """``Exchange.post`` for a sink that runs on the application thread itself."""
+    func(*args)
 
 
 class _ShortBody(Exception):

@@ -9,6 +9,7 @@ once nothing is in flight (or the graceful timeout passed).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -125,6 +126,11 @@ class Worker:
         loop.call_soon(self._tick)
         if self.on_ready is not None:
             self.on_ready()
+        # Everything alive now (the application, its modules, the loop, ours) lives as long
+        # as the worker: move it out of the collector's reach. Otherwise every full collection
+        # walks all of it, and a request's allocations trigger them often enough that
+        # collections were ~15% of the worker's samples (py-spy, classic hello, 8 in flight).
+        gc.freeze()
         try:
             loop.run_forever()
         finally:
@@ -175,6 +181,7 @@ class Worker:
 
     def _tick(self) -> None:
         assert self.loop is not None and self.ctx is not None and self.runner is not None
+        self.runner.drain()  # results posted without a wake-up (AppRunner.post_quiet)
         now = time.monotonic()
         for conn in list(self.ctx.connections):
             try:

@@ -79,7 +79,7 @@ class BaseProtocol(asyncio.Protocol, Flushable):
         self.config = ctx.config
         self.runner = ctx.runner
         self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        self._peer = ""
         self.opened = self.last_activity = time.monotonic()
         self.closed = False
         self.writing_paused = False
@@ -94,8 +94,16 @@ class BaseProtocol(asyncio.Protocol, Flushable):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.ctx.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+
+    @property
+    def peer(self) -> str:
+        """The peer's "host:port" ("unix" on a unix socket), looked up on first use: most
+        connections never need it (a proxied request carries REMOTE_ADDR)."""
+        if not self._peer:
+            transport = self.transport
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+        return self._peer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -78,6 +78,7 @@ class DetectProtocol(BaseProtocol):
         transport = self.transport
         assert transport is not None
         self.ctx.connections.discard(self)
+        chosen._peer = self._peer  # if it was looked up already
         transport.set_protocol(chosen)
         chosen.connection_made(transport)
         if self.drain_started:
