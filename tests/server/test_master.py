@@ -94,7 +94,7 @@ def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
 
 
 def test_term_under_load_drains_and_exits_zero(tmp_path: Path) -> None:
-    server = reload_app(tmp_path, "--workers", "2", "--threads", "16", "--graceful-timeout", "10")
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "24", "--graceful-timeout", "10")
     client = RawMux(server.address)
     slow = [client.send("GET", "/sleep?s=1.5") for _ in range(20)]
     time.sleep(0.3)  # all 20 are running
