@@ -26,7 +26,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from muxwsgi.server.cli import main as serve_main
+from tests.interop.nginx import NGINX, free_port, run_nginx
 from tests.servers import ROOT, ServerProcess, running, start
 
 pytestmark = pytest.mark.slow
@@ -157,31 +157,6 @@ def test_toml_file_is_accepted(text: str, tmp_path: Path) -> None:
     assert code == 0, stderr.getvalue()
 
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-NGINX_MAIN = """\
-worker_processes 1;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/client_body;
-    uwsgi_temp_path {prefix}/uwsgi_temp;
-    proxy_temp_path {prefix}/proxy_temp;
-    fastcgi_temp_path {prefix}/fastcgi_temp;
-    scgi_temp_path {prefix}/scgi_temp;
-{site}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def docs_site(site: str, sock: Path, port: int) -> str:
     """The docs' nginx site, pointed at ``sock`` and listening on 127.0.0.1:``port``."""
     site = site.replace("/run/muxwsgi/app.sock", str(sock))
@@ -193,32 +168,11 @@ def docs_site(site: str, sock: Path, port: int) -> str:
 
 @contextlib.contextmanager
 def nginx(site: str, prefix: Path, port: int, user: str) -> Iterator[None]:
-    """A real nginx serving ``site`` until it answers on ``port``; killed by process group."""
+    """A real nginx serving ``site`` until it answers on ``port`` (tests/interop/nginx.py)."""
     if not os.path.exists(NGINX):
         pytest.fail("nginx is needed: ./scripts/test installs it")
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_MAIN.format(prefix=prefix, site=site, user=user))
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                errors = proc.stderr.read().decode() if proc.poll() is not None else ""
-                assert proc.poll() is None and time.monotonic() < deadline, errors
-                time.sleep(0.05)
+    with run_nginx(site, prefix, port, user=user):
         yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def get(url: str) -> tuple[int, bytes]:

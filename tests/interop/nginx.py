@@ -15,7 +15,7 @@ from pathlib import Path
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-CONFIG = """
+MAIN = """
 worker_processes 1;
 {user}
 pid {prefix}/nginx.pid;
@@ -28,17 +28,21 @@ http {{
     proxy_temp_path {prefix}/proxy_temp;
     fastcgi_temp_path {prefix}/fastcgi_temp;
     scgi_temp_path {prefix}/scgi_temp;
+{site}
+}}
+"""
+
+UWSGI_PASS_SITE = """
     client_max_body_size 16m;
     upstream app {{ server {upstream}; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            include {uwsgi_params};
+            include /etc/nginx/uwsgi_params;
             uwsgi_pass app;
             {extra}
         }}
     }}
-}}
 """
 
 
@@ -52,19 +56,19 @@ def free_port() -> int:
 def nginx(upstream: str, prefix: Path, *, extra: str = "") -> Iterator[int]:
     """Yield the port of an nginx that uwsgi_passes everything to ``upstream``."""
     port = free_port()
+    with run_nginx(UWSGI_PASS_SITE.format(upstream=upstream, port=port, extra=extra), prefix, port):
+        yield port
+
+
+@contextmanager
+def run_nginx(site: str, prefix: Path, port: int, *, user: str | None = None) -> Iterator[None]:
+    """A real nginx serving ``site`` (what goes inside ``http {}``) until it answers on
+    127.0.0.1:``port``. ``user``: its ``user`` directive (default: root when we are root)."""
+    if user is None:
+        user = "user root;" if os.geteuid() == 0 else ""
     prefix.mkdir(parents=True, exist_ok=True)
-    params = "/etc/nginx/uwsgi_params"
     conf = prefix / "nginx.conf"
-    conf.write_text(
-        CONFIG.format(
-            prefix=prefix,
-            port=port,
-            upstream=upstream,
-            uwsgi_params=params,
-            extra=extra,
-            user="user root;" if os.geteuid() == 0 else "",
-        )
-    )
+    conf.write_text(MAIN.format(prefix=prefix, site=site, user=user))
     with open(prefix / "stderr.log", "wb") as stderr:
         proc = subprocess.Popen(
             [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
@@ -80,15 +84,12 @@ def nginx(upstream: str, prefix: Path, *, extra: str = "") -> Iterator[int]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
+                    logs = [prefix / "stderr.log", prefix / "error.log"]
                     raise RuntimeError(
-                        "nginx did not start: "
-                        + (prefix / "stderr.log").read_text()
-                        + (prefix / "error.log").read_text()
-                        if (prefix / "error.log").exists()
-                        else ""
+                        "nginx did not start: " + "".join(p.read_text() for p in logs if p.exists())
                     ) from None
                 time.sleep(0.05)
-        yield port
+        yield
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGQUIT)
