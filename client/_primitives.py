@@ -26,12 +26,10 @@ __all__ = (
     "AsyncBackground",
     "AsyncEvent",
     "AsyncGuard",
-    "AsyncLock",
     "AsyncStream",
     "Background",
     "Event",
     "Guard",
-    "Lock",
     "Stream",
     "async_connect",
     "async_gather_point",
@@ -70,33 +68,6 @@ class Guard:
         self._lock = threading.Lock()
 
     def __enter__(self) -> Guard:
-        self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class AsyncLock:
-    """A lock held across awaits (in the sync flavour, across blocking calls). Taking it when
-    it is free does not yield to other tasks (anyio's fast_acquire)."""
-
-    def __init__(self) -> None:
-        self._lock = anyio.Lock(fast_acquire=True)
-
-    async def __aenter__(self) -> AsyncLock:
-        await self._lock.acquire()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class Lock:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> Lock:
         self._lock.acquire()
         return self
 

@@ -50,6 +50,16 @@ class _EndpointState:
     #: No longer among the addresses of its name: takes no new streams.
     retired: bool = False
 
+    def may_connect(self, now: float) -> bool:
+        """Whether a new connection may be opened to it now (none opening, not retired or
+        ejected)."""
+        return not self.opening and not self.retired and self.ejected_until <= now
+
+    @property
+    def usable(self) -> int:
+        """How many of its connections may take new streams."""
+        return sum(1 for c in self.connections if c.usable)
+
     def eject(self, error: Exception) -> None:
         self.failures += 1
         self.last_error = error
@@ -152,14 +162,7 @@ class Pool:
     def _unconnected(self) -> list[_EndpointState]:
         """Endpoints that may take streams but have no usable connection, none opening."""
         now = time.monotonic()
-        return [
-            s
-            for s in self._states
-            if not s.opening
-            and not s.retired
-            and s.ejected_until <= now
-            and not any(c.usable for c in s.connections)
-        ]
+        return [s for s in self._states if s.may_connect(now) and not s.usable]
 
     def _resolve_due(self) -> bool:
         since = time.monotonic() - self._resolved_at
@@ -223,14 +226,7 @@ class Pool:
     def _to_open(self) -> _EndpointState | None:
         now = time.monotonic()
         limit = self._config.max_connections_per_endpoint
-        candidates = [
-            s
-            for s in self._states
-            if not s.opening
-            and not s.retired
-            and s.ejected_until <= now
-            and len([c for c in s.connections if c.usable]) < limit
-        ]
+        candidates = [s for s in self._states if s.may_connect(now) and s.usable < limit]
         if not candidates:
             return None
         return min(candidates, key=lambda s: (len(s.connections), s.failures))
