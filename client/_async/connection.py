@@ -67,6 +67,12 @@ __all__ = ("AsyncMuxConnection",)
 
 _monotonic = time.monotonic
 _READ_SIZE = 1 << 18
+#: Frames handled between two chances for the callers to run. A read can bring the answers to
+#: every request in flight; handling them all before any caller sends its next request makes
+#: the client and the server take turns, each idle while the other works (measured: both
+#: processes ~50% busy at 64 in flight). Handing the answers over in slices lets the first
+#: callers' next requests leave while the rest are still being read: ~1.7x the req/s.
+_FRAMES_PER_SLICE = 32
 _KEEPALIVE_PING = b"kpalive!"
 #: While requests with deadlines are in flight, the reader wakes at least this often to expire
 #: them (how late a deadline may fire). Cheaper than a timer per waiting request.
@@ -253,7 +259,7 @@ class AsyncMuxConnection:
                     raise ReadError(f"{self.endpoint}: the server closed the connection")
                 with self._guard:
                     try:
-                        events = self._core.receive_data(data)
+                        events = self._core.receive_data(data, _FRAMES_PER_SLICE)
                     except muxwsgi.PrefaceError:
                         raise NotMuxWSGIError(
                             f"{self.endpoint}: not a muxwsgi server: it sent "
@@ -262,6 +268,12 @@ class AsyncMuxConnection:
                 await self._flush()  # acknowledgements and window updates the data caused
                 got_any = True
                 self._dispatch(events)
+                while self._core.frames_buffered:  # see _FRAMES_PER_SLICE
+                    await async_gather_point()
+                    with self._guard:
+                        events = self._core.receive_data(b"", _FRAMES_PER_SLICE)
+                    await self._flush()
+                    self._dispatch(events)
                 if self._timed and self._last_read >= self._next_expiry:
                     self._expire_deadlines()
         except Exception as exc:  # the connection is over: tell every waiter why
