@@ -58,6 +58,9 @@ class UwsgiProtocol(BaseProtocol):
         self._pending: list[bytes] = []  # response bytes held while writing is paused
         self._held = 0
         self._protocol_line = "HTTP/1.1"
+        #: The peer sent bytes after its request: closing with them unread would send an RST
+        #: that can destroy the response, so the close lingers (see LINGER).
+        self._trailing = False
 
     # ---------------------------------------------------------------- input
 
@@ -121,6 +124,7 @@ class UwsgiProtocol(BaseProtocol):
             return
         if "REMOTE_ADDR" not in environ and self.peer != "unix":
             environ["REMOTE_ADDR"], _, environ["REMOTE_PORT"] = self.peer.rpartition(":")
+        self._trailing = len(rest) > content_length
         if not content_length and not rest and self.runner.all_idle and self._hand_over(environ):
             return
         if self.transport is not None:
@@ -158,8 +162,11 @@ class UwsgiProtocol(BaseProtocol):
 
     def _body(self, data: bytes) -> None:
         if self._input is None or not self._body_left:
+            self._trailing = self._trailing or bool(data)
             return  # [U-4] bytes after the body are never parsed
-        data = data[: self._body_left]
+        if len(data) > self._body_left:
+            self._trailing = True
+            data = data[: self._body_left]
         self._body_left -= len(data)
         if data:
             self._input.feed(data)
@@ -219,7 +226,18 @@ class UwsgiProtocol(BaseProtocol):
         self.runner.done(exchange)
         self._exchange = None
         if not self._pending:
+            self._close_after_response()
+
+    def _close_after_response(self) -> None:
+        """Close once the response is written. Without bytes from the peer left unread the
+        socket closes at once, as uWSGI's does: a lingering close costs a shutdown(), a read
+        of the peer's FIN and more loop wake-ups per request, and guards only against an RST
+        that nothing unread can cause."""
+        if self._trailing or self.transport is None:
             self.close()
+        else:
+            self.closed = True
+            self.transport.close()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -230,7 +248,7 @@ class UwsgiProtocol(BaseProtocol):
         if self._exchange is not None and held:
             self._exchange.sent(held)
         elif self._exchange is None:
-            self.close()
+            self._close_after_response()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
