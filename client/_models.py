@@ -10,7 +10,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
-__all__ = ("Endpoint", "HeaderTypes", "Headers", "build_vars", "parse_url")
+import msgpack
+
+from muxwsgi import VarsBlock
+
+__all__ = ("Endpoint", "HeaderTypes", "Headers", "build_vars", "parse_url", "request_vars")
 
 HeaderTypes = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -179,6 +183,71 @@ def build_vars(
     with ", " (Cookie with "; "), as nginx does. ``body_length`` None means "streamed, length
     unknown": CONTENT_LENGTH is then left empty.
     """
+    vars = _base_vars(method, target, body_length, server_name, server_port, local, scheme)
+    header_vars = _header_vars(_pairs(headers))
+    vars.update(header_vars)  # CONTENT_TYPE, from a header, replaces the empty default
+    if "HTTP_HOST" not in vars:
+        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
+    return vars
+
+
+def request_vars(
+    method: str,
+    target: str,
+    headers: HeaderTypes,
+    *,
+    body_length: int | None,
+    server_name: str,
+    server_port: str,
+    local: tuple[str, str] = ("", ""),
+    scheme: str = "http",
+) -> tuple[dict[str, str], VarsBlock | None]:
+    """:func:`build_vars` for a mux request, split in two: the vars of this request, and
+    the headers' vars checked and encoded once (a :class:`VarsBlock`, cached: callers send
+    the same headers with every call). Raises what build_vars and encoding raise."""
+    vars = _base_vars(method, target, body_length, server_name, server_port, local, scheme)
+    has_host = False
+    block = None
+    if headers is not None:
+        items = tuple(_pairs(headers))
+        try:
+            cached = _BLOCKS.get(items)
+            hashable = True
+        except TypeError:  # a pair given as a list: not hashable, not cached
+            cached, hashable = None, False
+        if cached is None:
+            header_vars = _header_vars(items)
+            content_type = header_vars.pop("CONTENT_TYPE", None)
+            cached = (VarsBlock(msgpack.packb, header_vars), content_type)
+            if hashable:
+                if len(_BLOCKS) >= _BLOCKS_MAX:
+                    _BLOCKS.clear()
+                _BLOCKS[items] = cached
+        block, content_type = cached
+        if content_type is not None:
+            vars["CONTENT_TYPE"] = content_type
+        has_host = "HTTP_HOST" in block.names
+    if not has_host:
+        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
+    return vars, block
+
+
+#: Header lists seen before -> (their vars as a VarsBlock, their Content-Type). Bounded,
+#: and emptied when full: a caller sending different headers every time gains nothing.
+_BLOCKS: dict[tuple[tuple[str, str], ...], tuple[VarsBlock, str | None]] = {}
+_BLOCKS_MAX = 256
+
+
+def _base_vars(
+    method: str,
+    target: str,
+    body_length: int | None,
+    server_name: str,
+    server_port: str,
+    local: tuple[str, str],
+    scheme: str,
+) -> dict[str, str]:
+    """The vars every request has, whatever its headers."""
     if not target.startswith("/"):
         raise ValueError(f"the request target must start with '/': {target!r}")
     path, _, query = target.partition("?")
@@ -188,7 +257,7 @@ def build_vars(
         uri = quote(target, safe="/?&=%:@!$'()*+,;~-._")
         path = unquote_to_bytes(path).decode("latin-1")
         query = uri.partition("?")[2]  # as it would be on the wire, like nginx's $query_string
-    vars: dict[str, str] = {
+    return {
         "REQUEST_METHOD": method.upper(),
         "REQUEST_URI": uri,
         "PATH_INFO": path,
@@ -202,20 +271,24 @@ def build_vars(
         "CONTENT_TYPE": "",
         "CONTENT_LENGTH": str(body_length) if body_length else "",
     }
-    for name, value in _pairs(headers):
+
+
+def _header_vars(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The HTTP_* vars (and CONTENT_TYPE) of request headers; Content-Length is dropped: the
+    length is the body's, never a caller's claim."""
+    vars: dict[str, str] = {}
+    for name, value in pairs:
         key = _VAR_NAMES.get(name)
         if key is None:
             key = _var_name(name)
         if key[0] == "C":  # CONTENT_TYPE or CONTENT_LENGTH, the only names without HTTP_
             if key == "CONTENT_TYPE":
                 vars[key] = value
-            continue  # the length is the body's, never a caller's claim
+            continue
         if key in vars:
             vars[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
         else:
             vars[key] = value
-    if "HTTP_HOST" not in vars:
-        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
     return vars
 
 

@@ -46,7 +46,7 @@ from ._events import (
 from ._flood import FloodLimits
 from ._frames import MAGIC, MAX_PAYLOAD, MAX_STREAM_ID, MAX_WINDOW, Flags, FrameType
 from ._settings import SettingCode, Settings
-from ._vars import TIMEOUT_VAR
+from ._vars import TIMEOUT_VAR, VarsBlock
 
 __version__ = "0.1.0"
 
@@ -92,6 +92,7 @@ __all__ = (
     "StreamError",
     "StreamReset",
     "TooManyStreamsError",
+    "VarsBlock",
     "WindowUpdated",
     "__version__",
     "describe_peer_bytes",

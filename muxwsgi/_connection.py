@@ -75,6 +75,7 @@ from ._state import (
 )
 from ._vars import (
     TIMEOUT_VAR,
+    VarsBlock,
     decode_request_vars,
     decode_response_head,
     encode_request_vars,
@@ -247,12 +248,19 @@ class Connection:
         self._validate_outbound = config.validate_outbound
         limits = config.flood
         self._flood = limits
-        self._reset_bucket = TokenBucket(limits.reset_burst, limits.reset_rate, config.clock)
-        self._ping_bucket = TokenBucket(limits.ping_burst, limits.ping_rate, config.clock)
-        self._settings_bucket = TokenBucket(
-            limits.settings_burst, limits.settings_rate, config.clock
-        )
-        self._glitch_bucket = TokenBucket(limits.glitch_burst, limits.glitch_rate, config.clock)
+        #: Set when a bucket's take() made the peer a suspect (see FloodLimits.suspect_at):
+        #: receive_data with max_frames stops there.
+        self._suspect = False
+        buckets = [
+            TokenBucket(burst, rate, config.clock, self._suspected, limits.suspect_at)
+            for burst, rate in (
+                (limits.reset_burst, limits.reset_rate),
+                (limits.ping_burst, limits.ping_rate),
+                (limits.settings_burst, limits.settings_rate),
+                (limits.glitch_burst, limits.glitch_rate),
+            )
+        ]
+        self._reset_bucket, self._ping_bucket, self._settings_bucket, self._glitch_bucket = buckets
         recv_headers = self._recv_request if role is Role.SERVER else self._recv_response
         handlers: dict[int, Callable[[int, int, bytes, list[Event]], None]] = {
             FrameType.PREFACE: self._recv_preface,
@@ -381,7 +389,10 @@ class Connection:
 
         With ``max_frames`` (0: no limit), at most that many frames are handled; whole frames
         beyond them stay buffered (see :attr:`frames_buffered`) until the next call, which
-        may pass ``b""``. A server uses it to share its time fairly between connections.
+        may pass ``b""``. A server uses it to share its time fairly between connections. With
+        ``max_frames``, handling also stops after a frame that took a flood allowance past
+        ``FloodLimits.suspect_at`` (:attr:`flood_pressure` then says so), so that the caller
+        can slow the peer down from that frame on.
 
         Raises a :class:`RemoteProtocolError` subclass for a connection error, after queueing
         a GOAWAY with its code; the events of this call are then discarded and the GOAWAY's
@@ -401,12 +412,16 @@ class Connection:
         events: list[Event] = []
         dispatch = self._dispatch
         budget = max_frames or -1
+        self._suspect = False
         try:
             if not self._preface_received and end and buf[0] != FrameType.PREFACE:
                 raise PrefaceError(
                     f"expected a muxwsgi PREFACE, received {describe_peer_bytes(bytes(buf[:64]))}"
                 )
             while end - pos >= 8 and budget:
+                if self._suspect and max_frames:
+                    self._suspect = False
+                    break  # the caller may slow this peer down (FloodLimits.suspect_at)
                 budget -= 1
                 ftype, length, flags, stream_id = _unpack_header(buf, pos)
                 start = pos + 8
@@ -730,6 +745,9 @@ class Connection:
             raise RemoteProtocolError(f"{what} on idle stream {stream_id}")
         self._glitch(f"{what} on closed stream")
 
+    def _suspected(self) -> None:
+        self._suspect = True
+
     def _glitch(self, what: str) -> None:
         self.counters.glitches += 1
         if not self._glitch_bucket.take():
@@ -836,13 +854,19 @@ class Connection:
         )
 
     def send_request(
-        self, vars: Mapping[str, str], *, body: bytes = b"", end_stream: bool = False
+        self,
+        vars: Mapping[str, str],
+        *,
+        body: bytes = b"",
+        end_stream: bool = False,
+        block: VarsBlock | None = None,
     ) -> int:
         """(client) Open a stream with a request head; return its stream id.
 
-        ``vars`` are the uwsgi/CGI vars (REQUEST_METHOD, PATH_INFO, HTTP_HOST, ...). Queues one
-        HEADERS frame, then ``body`` as DATA if given (``end_stream`` then applies to the DATA).
-        A CONTENT_LENGTH var binds the body that may be sent.
+        ``vars`` are the uwsgi/CGI vars (REQUEST_METHOD, PATH_INFO, HTTP_HOST, ...), followed
+        by ``block``'s (vars encoded once for many requests; no name may be in both). Queues
+        one HEADERS frame, then ``body`` as DATA if given (``end_stream`` then applies to the
+        DATA). A CONTENT_LENGTH var binds the body that may be sent.
         Raises :class:`TooManyStreamsError` when the peer's MAX_CONCURRENT_STREAMS is reached,
         after a GOAWAY, or when stream ids run out; :class:`LocalProtocolError` for invalid
         vars or a head larger than the peer accepts (error_code HEADERS_TOO_LARGE).
@@ -855,12 +879,13 @@ class Connection:
             or stream_id > MAX_STREAM_ID
         ):
             raise self._why_no_new_stream()
-        if len(vars) > remote.max_headers_count:
+        count = len(vars) if block is None else len(vars) + block.count
+        if count > remote.max_headers_count:
             raise LocalProtocolError(
-                f"{len(vars)} vars exceed the peer's limit of {remote.max_headers_count}",
+                f"{count} vars exceed the peer's limit of {remote.max_headers_count}",
                 ErrorCode.HEADERS_TOO_LARGE,
             )
-        payload = encode_request_vars(self._pack, vars)
+        payload = encode_request_vars(self._pack, vars, block)
         if len(payload) > remote.max_headers_size:
             raise LocalProtocolError(
                 f"request head of {len(payload)} bytes exceeds the peer's limit of "
@@ -868,9 +893,10 @@ class Connection:
                 ErrorCode.HEADERS_TOO_LARGE,
             )
         content_length: int | None = None
-        if vars.get("CONTENT_LENGTH"):
+        declared = vars.get("CONTENT_LENGTH") or (block.content_length if block else None)
+        if declared:
             try:
-                content_length = parse_content_length(vars["CONTENT_LENGTH"])
+                content_length = parse_content_length(declared)
             except InvalidVarsError as exc:
                 raise LocalProtocolError(str(exc)) from None
             if end_stream and content_length and not body:

@@ -28,7 +28,7 @@ from .._exceptions import (
     TransportError,
     WriteError,
 )
-from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url
+from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url, request_vars
 from .._primitives import AsyncBackground, async_sleep
 from .classic import AsyncClassicExchange
 from .connection import AsyncMuxConnection, remaining
@@ -204,17 +204,17 @@ class AsyncClient:
         retries = self.retries
         while True:
             conn = await self._pool.acquire(deadline)
-            vars = build_vars(
-                method,
-                target,
-                headers,
-                body_length=body_size(body),
-                server_name=conn.endpoint.host or "localhost",
-                server_port=str(conn.endpoint.port or ""),
-                local=conn.local,
-            )
             try:
-                head, state, sid = await conn.request(vars, body, deadline)
+                vars, block = request_vars(
+                    method,
+                    target,
+                    headers,
+                    body_length=body_size(body),
+                    server_name=conn.endpoint.host or "localhost",
+                    server_port=str(conn.endpoint.port or ""),
+                    local=conn.local,
+                )
+                head, state, sid = await conn.request(vars, block, body, deadline)
             except Retry as exc:
                 await self._pool.release(conn)
                 transparent += 1

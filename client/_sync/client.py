@@ -29,7 +29,7 @@ from .._exceptions import (
     TransportError,
     WriteError,
 )
-from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url
+from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url, request_vars
 from .._primitives import Background, sleep
 from .classic import ClassicExchange
 from .connection import MuxConnection, remaining
@@ -205,17 +205,17 @@ class Client:
         retries = self.retries
         while True:
             conn = self._pool.acquire(deadline)
-            vars = build_vars(
-                method,
-                target,
-                headers,
-                body_length=body_size(body),
-                server_name=conn.endpoint.host or "localhost",
-                server_port=str(conn.endpoint.port or ""),
-                local=conn.local,
-            )
             try:
-                head, state, sid = conn.request(vars, body, deadline)
+                vars, block = request_vars(
+                    method,
+                    target,
+                    headers,
+                    body_length=body_size(body),
+                    server_name=conn.endpoint.host or "localhost",
+                    server_port=str(conn.endpoint.port or ""),
+                    local=conn.local,
+                )
+                head, state, sid = conn.request(vars, block, body, deadline)
             except Retry as exc:
                 self._pool.release(conn)
                 transparent += 1

@@ -39,6 +39,7 @@ from muxwsgi import (
     StreamEnded,
     StreamReset,
     TooManyStreamsError,
+    VarsBlock,
     WindowUpdated,
     describe_peer_bytes,
 )
@@ -387,10 +388,12 @@ class MuxConnection:
     def request(
         self,
         vars: dict[str, str],
+        block: VarsBlock | None,
         body: Any,
         deadline: float | None,
     ) -> tuple[ResponseReceived, _Stream, int]:
-        """Send a request; return its response head, its stream state and its stream id.
+        """Send a request (``vars``, then ``block``'s); return its response head, its stream
+        state and its stream id.
 
         Raises Retry when the request never reached the server's application (the stream was
         refused, the connection was already going away, or nothing was written).
@@ -413,7 +416,9 @@ class MuxConnection:
             ):
                 small, streamed, body = b"", True, [body]
             try:
-                sid = self._core.send_request(vars, body=small, end_stream=not streamed)
+                sid = self._core.send_request(
+                    vars, body=small, end_stream=not streamed, block=block
+                )
             except TooManyStreamsError as exc:
                 raise Retry(f"{self.endpoint}: {exc}") from None
             self._streams[sid] = state

@@ -34,6 +34,7 @@ from muxwsgi import (
     StreamEnded,
     StreamReset,
     TooManyStreamsError,
+    VarsBlock,
     WindowUpdated,
 )
 from muxwsgi._frames import MAGIC, encode_settings
@@ -347,6 +348,28 @@ def test_reusing_a_closed_stream_id_is_a_connection_error() -> None:
     assert not server.is_open(1)
     with pytest.raises(RemoteProtocolError):
         server.receive_data(headers(1, GET))
+
+
+def test_request_with_a_vars_block() -> None:
+    # The block's vars arrive with the request's own; its CONTENT_LENGTH binds the body; its
+    # vars count against the peer's limit.
+    pair = ConnectionPair(
+        server_config=ConnectionConfig(settings=Settings(max_headers_count=len(GET) + 2))
+    )
+    block = VarsBlock(msgpack.packb, {"HTTP_X_A": "1", "CONTENT_LENGTH": "5"})
+    method = {**GET, "REQUEST_METHOD": "POST"}
+    sid = pair.client.send_request(method, body=b"hello", end_stream=True, block=block)
+    events = pair.to_server()
+    assert events[0] == RequestReceived(
+        sid, {**method, "HTTP_X_A": "1", "CONTENT_LENGTH": "5"}, False, 5, None
+    )
+    with pytest.raises(LocalProtocolError, match="does not match CONTENT_LENGTH"):
+        pair.client.send_request(method, body=b"hello!", end_stream=True, block=block)
+    with pytest.raises(LocalProtocolError) as info:
+        pair.client.send_request(
+            {**method, "HTTP_Y": "2"}, body=b"hello", end_stream=True, block=block
+        )
+    assert info.value.error_code == ErrorCode.HEADERS_TOO_LARGE
 
 
 def test_full_exchange_with_body_both_ways() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from muxwsgi import ErrorCode, InvalidVarsError, LocalProtocolError, classic
 from muxwsgi._vars import (
+    VarsBlock,
     decode_request_vars,
     decode_response_head,
     encode_request_vars,
@@ -110,6 +111,32 @@ def test_classic_encode_refuses_block_over_64k() -> None:
 @given(vars_dicts)
 def test_request_vars_round_trip(vars: dict[str, str]) -> None:
     assert decode_request_vars(encode_request_vars(PACK, vars), 100) == vars
+
+
+@given(vars_dicts, vars_dicts)
+def test_request_vars_with_a_block_round_trip(vars: dict[str, str], more: dict[str, str]) -> None:
+    # Every array header size on both sides: up to 30 + 30 vars (fixarray and array 16).
+    more = {f"B-{name}": value for name, value in more.items()}
+    payload = encode_request_vars(PACK, vars, VarsBlock(PACK, more))
+    assert payload == PACK([x for pair in [*vars.items(), *more.items()] for x in pair])
+    assert decode_request_vars(payload, 100) == {**vars, **more}
+
+
+def test_request_vars_with_a_block_past_array16() -> None:
+    vars = {f"V{i}": "x" for i in range(9)}
+    more = {f"B{i}": "y" for i in range(40_000)}  # 80,018 items: an array 32 header
+    payload = encode_request_vars(PACK, vars, VarsBlock(PACK, more))
+    assert payload[:1] == b"\xdd"
+    assert decode_request_vars(payload, 50_000) == {**vars, **more}
+
+
+def test_a_block_refuses_what_encoding_refuses_and_a_name_twice() -> None:
+    with pytest.raises(LocalProtocolError, match="CR, LF"):
+        VarsBlock(PACK, {"HTTP_X": "a\nb"})
+    with pytest.raises(LocalProtocolError, match="empty var name"):
+        VarsBlock(PACK, {"": "x"})
+    with pytest.raises(LocalProtocolError, match="duplicate var 'HTTP_HOST'"):
+        encode_request_vars(PACK, {"HTTP_HOST": "a"}, VarsBlock(PACK, {"HTTP_HOST": "b"}))
 
 
 @given(

@@ -50,6 +50,17 @@ async def test_methods_status_and_headers(mux_url: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_invalid_headers_give_the_connection_back(mux_url: str) -> None:
+    # One connection allowing 256 streams: 300 refused requests would exhaust it if a
+    # request refused before sending kept its place.
+    async with AsyncClient(mux_url, max_connections_per_endpoint=1, timeout=5) as client:
+        for _ in range(300):
+            with pytest.raises(ValueError, match="underscore"):
+                await client.get("/hello", headers={"X_Bad": "1"})
+        assert (await client.get("/hello")).content == b"Hello, World!"
+
+
+@pytest.mark.anyio
 async def test_eight_mebibytes_up_and_down(mux_url: str) -> None:
     payload = os.urandom(8 << 20)
     async with AsyncClient(mux_url) as client:

@@ -48,6 +48,16 @@ def test_methods_status_and_headers(mux_url: str) -> None:
         assert response.content == b"put body"
 
 
+def test_invalid_headers_give_the_connection_back(mux_url: str) -> None:
+    # One connection allowing 256 streams: 300 refused requests would exhaust it if a
+    # request refused before sending kept its place.
+    with Client(mux_url, max_connections_per_endpoint=1, timeout=5) as client:
+        for _ in range(300):
+            with pytest.raises(ValueError, match="underscore"):
+                client.get("/hello", headers={"X_Bad": "1"})
+        assert (client.get("/hello")).content == b"Hello, World!"
+
+
 def test_eight_mebibytes_up_and_down(mux_url: str) -> None:
     payload = os.urandom(8 << 20)
     with Client(mux_url) as client:

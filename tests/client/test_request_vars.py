@@ -1,0 +1,56 @@
+"""The vars a request carries: build_vars (classic) and request_vars (mux, with the headers
+encoded once and cached) must describe the same request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from muxwsgi import LocalProtocolError
+from muxwsgi._vars import decode_request_vars, encode_request_vars
+from muxwsgi.client._models import build_vars, request_vars
+
+WHERE: dict[str, Any] = {
+    "body_length": 3,
+    "server_name": "api.example.com",
+    "server_port": "8080",
+    "local": ("127.0.0.1", "5555"),
+}
+
+
+def pairs() -> Iterator[tuple[str, str]]:
+    yield ("Accept", "*/*")
+    yield ("Accept", "text/html")
+
+
+HEADERS = [
+    None,
+    {"User-Agent": "t", "Content-Type": "application/json"},
+    [("Host", "h"), ("Cookie", "a=1"), ("Cookie", "b=2"), ("Content-Length", "99")],
+    (("X-Id", "1"),),
+    [["X-List", "pairs are not hashable"]],
+    pairs,
+]
+
+
+@pytest.mark.parametrize("headers", HEADERS, ids=lambda h: type(h).__name__)
+def test_request_vars_describe_what_build_vars_does(headers: Any) -> None:
+    for _ in range(2):  # the second time from the cache
+        given = headers() if callable(headers) else headers
+        vars, block = request_vars("post", "/a b?x=1", given, **WHERE)
+        given = headers() if callable(headers) else headers
+        expected = build_vars("post", "/a b?x=1", given, **WHERE)
+        payload = encode_request_vars(msgpack.Packer().pack, vars, block)
+        assert decode_request_vars(payload, 100) == expected
+
+
+def test_request_vars_refuse_what_build_vars_and_encoding_refuse() -> None:
+    with pytest.raises(ValueError, match="underscore"):
+        request_vars("GET", "/", {"X_Y": "1"}, **WHERE)
+    with pytest.raises(LocalProtocolError, match="CR, LF"):
+        request_vars("GET", "/", {"X-Y": "a\r\nInjected: 1"}, **WHERE)
+    with pytest.raises(ValueError, match="must start with '/'"):
+        request_vars("GET", "x", None, **WHERE)
