@@ -87,11 +87,14 @@ class AsyncEvent:
     under other backends, on an anyio.Event.
     """
 
-    __slots__ = ("_flag", "_waiters")
+    __slots__ = ("_flag", "_loop", "_waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._flag = False
         self._waiters: list[Any] = []
+        #: The asyncio loop waiters run on, when the owner knows it: asyncio's own lookup
+        #: calls getpid() every time (its fork check; CPython 3.11), a system call per wait.
+        self._loop = loop
 
     def set(self) -> None:
         if self._flag:
@@ -113,7 +116,7 @@ class AsyncEvent:
     async def wait(self, timeout: float | None) -> bool:
         if self._flag:
             return True
-        loop = asyncio_loop()
+        loop = self._loop or asyncio_loop()
         waiter: Any = loop.create_future() if loop is not None else anyio.Event()
         self._waiters.append(waiter)
         try:
@@ -150,7 +153,7 @@ def asyncio_loop() -> asyncio.AbstractEventLoop | None:
 class Event:
     __slots__ = ("_event",)
 
-    def __init__(self) -> None:
+    def __init__(self, loop: Any = None) -> None:  # loop: AsyncEvent's, unused by threads
         self._event = threading.Event()
 
     def set(self) -> None:

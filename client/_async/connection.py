@@ -62,6 +62,7 @@ from .._primitives import (
     AsyncStream,
     async_connect,
     async_gather_point,
+    asyncio_loop,
 )
 
 __all__ = ("AsyncMuxConnection",)
@@ -106,9 +107,10 @@ class _Stream:
     one. In that order no wake-up is lost, with tasks or with threads.
     """
 
-    __slots__ = ("deadline", "done", "events", "expired", "inbox", "window")
+    __slots__ = ("deadline", "done", "events", "expired", "inbox", "loop", "window")
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, loop: Any) -> None:
+        self.loop = loop  # the connection's asyncio loop, or None (see AsyncEvent)
         self.inbox: deque[Any] = deque()
         self.events: AsyncEvent | None = None  # set when the inbox grows
         self.window: AsyncEvent | None = None  # set when a send window opens
@@ -127,7 +129,7 @@ class _Stream:
     def inbox_event(self) -> AsyncEvent:
         """The event to wait on for the inbox, cleared (check the inbox again after this)."""
         if self.events is None:
-            self.events = AsyncEvent()
+            self.events = AsyncEvent(self.loop)
         else:
             self.events.clear()
         return self.events
@@ -135,7 +137,7 @@ class _Stream:
     def window_event(self) -> AsyncEvent:
         """The event to wait on for the send window, cleared (check again after this)."""
         if self.window is None:
-            self.window = AsyncEvent()
+            self.window = AsyncEvent(self.loop)
         else:
             self.window.clear()
         return self.window
@@ -169,7 +171,10 @@ class AsyncMuxConnection:
         self._ticking = False
         self._next_expiry = 0.0
         self._last_read = _monotonic()
-        self._ready = AsyncEvent()
+        #: The asyncio loop the connection lives on (None: another backend, or sync): found
+        #: once, not per wait (see AsyncEvent).
+        self._loop = asyncio_loop()
+        self._ready = AsyncEvent(self._loop)
         self._error: Exception | None = None
         self._ping_sent = 0.0
         #: Streams reserved by the pool and not yet finished (the balancing figure).
@@ -404,7 +409,7 @@ class AsyncMuxConnection:
             vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
         small = body if isinstance(body, bytes) else b""
         streamed = not isinstance(body, bytes)
-        state = _Stream(deadline)
+        state = _Stream(deadline, self._loop)
         with self._guard:
             if self._error is not None:
                 raise Retry(f"{self.endpoint}: the connection is closed")

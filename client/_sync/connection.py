@@ -59,6 +59,7 @@ from .._models import Endpoint
 from .._primitives import (
     Background,
     Event,
+    asyncio_loop,
     Guard,
     Stream,
     connect,
@@ -107,9 +108,10 @@ class _Stream:
     one. In that order no wake-up is lost, with tasks or with threads.
     """
 
-    __slots__ = ("deadline", "done", "events", "expired", "inbox", "window")
+    __slots__ = ("deadline", "done", "events", "expired", "inbox", "loop", "window")
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, loop: Any) -> None:
+        self.loop = loop  # the connection's asyncio loop, or None (see Event)
         self.inbox: deque[Any] = deque()
         self.events: Event | None = None  # set when the inbox grows
         self.window: Event | None = None  # set when a send window opens
@@ -128,7 +130,7 @@ class _Stream:
     def inbox_event(self) -> Event:
         """The event to wait on for the inbox, cleared (check the inbox again after this)."""
         if self.events is None:
-            self.events = Event()
+            self.events = Event(self.loop)
         else:
             self.events.clear()
         return self.events
@@ -136,7 +138,7 @@ class _Stream:
     def window_event(self) -> Event:
         """The event to wait on for the send window, cleared (check again after this)."""
         if self.window is None:
-            self.window = Event()
+            self.window = Event(self.loop)
         else:
             self.window.clear()
         return self.window
@@ -170,7 +172,10 @@ class MuxConnection:
         self._ticking = False
         self._next_expiry = 0.0
         self._last_read = _monotonic()
-        self._ready = Event()
+        #: The asyncio loop the connection lives on (None: another backend, or sync): found
+        #: once, not per wait (see Event).
+        self._loop = asyncio_loop()
+        self._ready = Event(self._loop)
         self._error: Exception | None = None
         self._ping_sent = 0.0
         #: Streams reserved by the pool and not yet finished (the balancing figure).
@@ -405,7 +410,7 @@ class MuxConnection:
             vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
         small = body if isinstance(body, bytes) else b""
         streamed = not isinstance(body, bytes)
-        state = _Stream(deadline)
+        state = _Stream(deadline, self._loop)
         with self._guard:
             if self._error is not None:
                 raise Retry(f"{self.endpoint}: the connection is closed")
