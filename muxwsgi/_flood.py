@@ -36,19 +36,36 @@ class FloodLimits:
     max_queued_control: int = 1000
     #: Entries in one SETTINGS frame (nghttp2 refuses more than 32 too).
     max_settings_entries: int = 32
+    #: The share of any burst past which a peer is suspect: ``receive_data(data, max_frames)``
+    #: stops right after the frame that took a bucket past it, so that a caller sharing its
+    #: time between connections can slow this one down from there (see ``flood_pressure``).
+    suspect_at: float = 0.5
 
 
 class TokenBucket:
-    """``take()`` spends one token; it returns False when the bucket is empty."""
+    """``take()`` spends one token; it returns False when the bucket is empty. ``on_suspect``
+    (if given) is called by the ``take()`` that leaves the share ``suspect_at`` of the burst
+    spent, or more: once, until the bucket has refilled completely."""
 
-    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
+    __slots__ = ("_armed", "_clock", "_mark", "_on_suspect", "_stamp", "_tokens", "burst", "rate")
 
-    def __init__(self, burst: int, rate: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        burst: int,
+        rate: float,
+        clock: Callable[[], float],
+        on_suspect: Callable[[], None] | None = None,
+        suspect_at: float = 0.5,
+    ) -> None:
         self.burst = burst
         self.rate = rate
         self._clock = clock
         self._tokens = float(burst)
         self._stamp = clock()
+        self._on_suspect = on_suspect
+        #: Tokens left when the share suspect_at is spent.
+        self._mark = burst * (1.0 - suspect_at)
+        self._armed = on_suspect is not None
 
     @property
     def spent(self) -> float:
@@ -63,4 +80,12 @@ class TokenBucket:
             self._tokens = tokens
             return False
         self._tokens = tokens - 1.0
+        if self._armed:
+            if tokens - 1.0 <= self._mark:
+                self._armed = False
+                on_suspect = self._on_suspect
+                if on_suspect is not None:
+                    on_suspect()
+        elif tokens >= self.burst and self._on_suspect is not None:
+            self._armed = True
         return True

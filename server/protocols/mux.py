@@ -9,6 +9,7 @@ others. A stream whose window stays shut for ``stuck_window_timeout`` is reset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from muxwsgi import (
     ConnectionTerminated,
     DataReceived,
     ErrorCode,
+    FloodError,
     FloodLimits,
     PingAcknowledged,
     ProtocolError,
@@ -47,6 +49,75 @@ _TOO_LARGE_HEAD = ResponseHead(
 _TOO_LARGE_BODY = b"Request body too large\n"
 #: The payload of the PING that ends the first step of a graceful GOAWAY.
 _DRAIN_PING = b"muxdrain"
+
+#: A suspect peer, one that spent FloodLimits.suspect_at (half) of any flood allowance
+#: (resets, pings, settings, glitches), gets 1/FLOOD_SHARE of frames_per_turn per turn, and
+#: its turns come from the worker's penalty lane: one suspect's turn every FLOOD_DELAY
+#: seconds, whatever the number of suspects, until its bucket refills or runs out (and
+#: GOAWAY ENHANCE_YOUR_CALM ends the connection).
+FLOOD_SHARE = 8
+FLOOD_DELAY = 0.01
+#: A suspect with frames still waiting after this many seconds gets GOAWAY ENHANCE_YOUR_CALM.
+FLOOD_SUSPECT_LIMIT = 2.0
+
+
+class _PenaltyLane:
+    """Where suspect connections wait for their turns, worker-wide: one turn per FLOOD_DELAY,
+    first come first served. However many connections flood at once, together they get at
+    most frames_per_turn / FLOOD_SHARE frames handled per FLOOD_DELAY once past half of
+    their allowances (as h2o's http2-dos-delay, but shared: a flooder gains nothing from
+    opening more connections)."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[MuxProtocol] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wait(self, protocol: MuxProtocol) -> None:
+        loop = protocol.ctx.loop
+        if loop is not self._loop:  # a worker has one loop; an in-process test may have more
+            self._waiting.clear()
+            self._timer, self._loop = None, loop
+        self._waiting.append(protocol)
+        if self._timer is None:
+            self._timer = loop.call_later(FLOOD_DELAY, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return
+        waiting = self._waiting
+        while waiting:
+            protocol = waiting.popleft()
+            if not protocol.closed:
+                protocol._next_turn()  # may wait again, at the end of the line
+                break
+        self._timer = loop.call_later(FLOOD_DELAY, self._tick, loop) if waiting else None
+
+
+_penalty_lane = _PenaltyLane()
+
+
+class _FloodLog:
+    """Connections closed for a flood, logged at most once a second: a reconnecting flooder
+    would otherwise cost a log line (and its syscalls) per connection."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+        self._quiet = 0
+
+    def closed(self, protocol: MuxProtocol, exc: ProtocolError) -> None:
+        now = _monotonic()
+        if now < self._next:
+            self._quiet += 1
+            return
+        more = f" (and {self._quiet} more flooding connections since)" if self._quiet else ""
+        log.warning("mux connection from %s: %s; closing (GOAWAY %s)%s",
+                    protocol.peer, exc, exc.error_code.name, more)  # fmt: skip
+        self._next = now + 1.0
+        self._quiet = 0
+
+
+_flood_log = _FloodLog()
 
 
 def connection_config(config: Any) -> ConnectionConfig:
@@ -106,6 +177,9 @@ class MuxProtocol(BaseProtocol):
         self._max_active = self.config.max_concurrent_streams
         self._body_timeout = self.config.body_timeout
         self._frames_per_turn = self.config.frames_per_turn
+        self._suspect_at = core_config.flood.suspect_at
+        #: Since when this peer is a suspect with frames waiting (0: it is not).
+        self._suspect_since = 0.0
         self._turn_pending = False
         #: Exchanges opened in the current turn, submitted at its end (see _submit_new).
         self._new: list[Exchange] = []
@@ -129,49 +203,92 @@ class MuxProtocol(BaseProtocol):
             self.transport.resume_reading()
 
     def _receive(self, data: bytes) -> None:
+        conn = self.conn
+        budget = self._frames_per_turn
+        if conn.flood_pressure >= self._suspect_at:
+            budget = max(1, budget // FLOOD_SHARE)
         try:
-            budget = self._frames_per_turn
-            if self.conn.flood_pressure > 0.5:
-                # Half way through a flood allowance: this peer gets a small share of the
-                # loop until its bucket refills or runs out (and the connection ends).
-                budget = max(1, budget // 32)
-            events = self.conn.receive_data(data, budget)
+            # Stops early after a frame that takes this peer past half of a flood allowance
+            # (FloodLimits.suspect_at): the first read of a PING flood holds its whole burst.
+            events = conn.receive_data(data, budget)
         except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._handle(events)
+        if self._new:
+            self._submit_new()
+        self.flush()
+        if self._turn_pending or self.closed:
+            return
+        suspect = conn.flood_pressure >= self._suspect_at
+        buffered = conn.frames_buffered
+        if not buffered:
+            self._suspect_since = 0.0
+        elif suspect or self._suspect_since:
+            # Sending faster than its turns allow since it became a suspect (even if its
+            # buckets refilled a little since: many suspects at once each get a share of the
+            # lane smaller than their refill rate): cut after FLOOD_SUSPECT_LIMIT.
+            now = _monotonic()
+            if not self._suspect_since:
+                self._suspect_since = now
+            elif now - self._suspect_since > FLOOD_SUSPECT_LIMIT:
+                conn.send_goaway(ErrorCode.ENHANCE_YOUR_CALM, debug=b"flood: slowed too long")
+                self._protocol_error(FloodError("a flood slowed down for too long"))
+                return
+        if buffered or (suspect and data):
+            # More frames than one turn's share: the rest (and the socket) wait for the next
+            # loop turn, so that a flood on this connection costs the other connections at
+            # most frames_per_turn frames of work between two of their own turns. A suspect
+            # (past half of a flood allowance) gets 1/FLOOD_SHARE of that per turn, and its
+            # next turn from the penalty lane, even once its frames are handled, until its
+            # bucket refills or runs out and GOAWAY ENHANCE_YOUR_CALM ends the connection.
+            assert self.transport is not None
+            self._turn_pending = True
+            self.transport.pause_reading()
+            if suspect:
+                _penalty_lane.wait(self)
+            else:
+                self.ctx.loop.call_soon(self._next_turn)
+
+    def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                self._on_request(event)
+            elif kind is DataReceived:
+                self._on_data(event)
+            elif kind is StreamReset:
+                self._on_reset(event.stream_id)
+            elif kind is WindowUpdated:
+                self._pump(None if event.stream_id == 0 else event.stream_id)
+            elif kind is ConnectionTerminated:
+                self._maybe_close()
+            elif kind is PingAcknowledged and event.data == _DRAIN_PING:
+                self._final_goaway()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """A connection error: the core queued its GOAWAY; send it and close."""
+        self._abandon_all()
+        if not isinstance(exc, FloodError):
             log.warning(
                 "mux connection from %s: %s; closing (GOAWAY %s)",
                 self.peer,
                 exc,
                 exc.error_code.name,
             )
-            self._abandon_all()
             self.flush()
             self.close()
             return
-        for event in events:
-            kind = type(event)
-            if kind is RequestReceived:
-                self._on_request(event)  # type: ignore[arg-type]
-            elif kind is DataReceived:
-                self._on_data(event)  # type: ignore[arg-type]
-            elif kind is StreamReset:
-                self._on_reset(event.stream_id)  # type: ignore[union-attr]
-            elif kind is WindowUpdated:
-                self._pump(None if event.stream_id == 0 else event.stream_id)  # type: ignore[union-attr]
-            elif kind is ConnectionTerminated:
-                self._maybe_close()
-            elif kind is PingAcknowledged and event.data == _DRAIN_PING:  # type: ignore[union-attr]
-                self._final_goaway()
-        if self._new:
-            self._submit_new()
-        self.flush()
-        if self.conn.frames_buffered and not self._turn_pending and not self.closed:
-            # More frames than one turn's share: the rest (and the socket) wait for the next
-            # loop turn, so that a flood on this connection costs the other connections at
-            # most frames_per_turn frames of work between two of their own turns.
-            assert self.transport is not None
-            self._turn_pending = True
-            self.transport.pause_reading()
-            self.ctx.loop.call_soon(self._next_turn)
+        _flood_log.closed(self, exc)
+        transport = self.transport
+        if transport is not None and not self.closed:
+            # No lingering close (BaseProtocol.close) for a flooder: it kept sending while its
+            # turns waited, and draining megabytes of its backlog to spare the GOAWAY an RST
+            # cost more than the flood itself. The GOAWAY is written before the close (the
+            # RST then only follows it), which is as much as a flooder is owed.
+            transport.write(self.conn.data_to_send())
+            self.closed = True
+            transport.close()
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id

@@ -1,6 +1,8 @@
 """Flood attackers, each in its own process (so that its CPU and the GIL are not the healthy
 client's): ``python -m tests.hostile.attack KIND HOST PORT SECONDS`` floods for SECONDS, opening
 a new connection whenever the server closes one, and prints what it did as JSON.
+``python -m tests.hostile.attack --switched KIND HOST PORT`` takes turns as told on stdin:
+burning one CPU (the control) or flooding (see :func:`switched`).
 
 KIND is one of: rapid-reset (HEADERS then RESET, stream after stream: CVE-2023-44487), ping
 (CVE-2019-9512), settings (CVE-2019-9515), empty (empty DATA frames on an open stream:
@@ -10,9 +12,11 @@ CVE-2019-9518).
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import struct
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -84,46 +88,122 @@ KINDS: dict[str, Callable[[], Iterator[tuple[bytes, int]]]] = {
 }
 
 
+class Flooder:
+    """Floods with one kind of frame, opening a new connection whenever the server closes one,
+    until ``stop()`` says so; counts what it did."""
+
+    def __init__(self, kind: str, address: tuple[str, int]) -> None:
+        self.kind = kind
+        self.address = address
+        self.sent = self.connections = 0
+        #: Connections the flooder closed itself (its run ended), not the server.
+        self.cut = 0
+        self.goaways: Counter[str] = Counter()
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        while not stop():
+            self.connections += 1
+            received = bytearray()
+            sock = socket.create_connection(self.address, timeout=5)
+            closed = False
+            try:
+                sock.sendall(OPENING)
+                sock.setblocking(False)
+                for chunk, frames in KINDS[self.kind]():
+                    if stop():
+                        break
+                    try:
+                        _send_all(sock, chunk, stop)
+                        self.sent += frames
+                        if not _drain(sock, received):
+                            closed = True  # the server closed the connection
+                            break
+                    except _Stopped:
+                        break
+                    except OSError:  # reset by the server: what it sent first is still there
+                        closed = True
+                        try:
+                            _drain(sock, received)
+                        except OSError:
+                            pass
+                        break
+            finally:
+                sock.close()
+            self.cut += not closed
+            frames_seen, _ = split_frames(bytes(received))
+            for frame in frames_seen:
+                if frame.type == FrameType.GOAWAY:
+                    code = struct.unpack_from("<II", frame.payload)[1]
+                    self.goaways[ErrorCode.parse(code).name] += 1
+
+    def figures(self, seconds: float) -> dict[str, object]:
+        return {"kind": self.kind, "frames": self.sent, "connections": self.connections,
+                "cut": self.cut, "goaways": dict(self.goaways), "seconds": seconds}  # fmt: skip
+
+
 def flood(kind: str, address: tuple[str, int], seconds: float) -> dict[str, object]:
     """Flood until ``seconds`` pass; reconnect whenever the server closes the connection."""
-    sent = connections = 0
-    goaways: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        connections += 1
-        received = bytearray()
-        sock = socket.create_connection(address, timeout=5)
-        try:
-            sock.sendall(OPENING)
-            sock.setblocking(False)
-            for chunk, frames in KINDS[kind]():
-                if time.monotonic() >= deadline:
-                    break
-                try:
-                    _send_all(sock, chunk, deadline)
-                    sent += frames
-                    if not _drain(sock, received):
-                        break  # the server closed the connection
-                except OSError:
-                    break
-        finally:
-            sock.close()
-        frames_seen, _ = split_frames(bytes(received))
-        for frame in frames_seen:
-            if frame.type == FrameType.GOAWAY:
-                goaways[ErrorCode.parse(struct.unpack_from("<II", frame.payload)[1]).name] += 1
-    return {"kind": kind, "frames": sent, "connections": connections, "goaways": dict(goaways),
-            "seconds": seconds}  # fmt: skip
+    flooder = Flooder(kind, address)
+    flooder.run(lambda: time.monotonic() >= deadline)
+    return flooder.figures(seconds)
 
 
-def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+def switched(kind: str, address: tuple[str, int], parallel: int = 1) -> dict[str, object]:
+    """Take turns as told on stdin: ``burn`` (the control: burn one CPU), ``flood`` (flood on
+    ``parallel`` connections at once, each in a thread), ``stop``. Each command is
+    acknowledged on stdout once the previous turn has ended (its connections closed), so that
+    the caller can time its measurements. The same process, on the same CPU, is both the
+    control and the attack."""
+    commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            commands.put(line.strip())
+        commands.put("stop")
+
+    threading.Thread(target=read, daemon=True).start()
+    flooders = [Flooder(kind, address) for _ in range(parallel)]
+    flooding = 0.0
+    command = commands.get()
+    while command != "stop":
+        print(f"ok {command}", flush=True)
+        started = time.monotonic()
+        if command == "flood":
+            threads = [
+                threading.Thread(target=f.run, args=(lambda: not commands.empty(),))
+                for f in flooders
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            flooding += time.monotonic() - started
+        else:
+            while commands.empty():
+                pass  # burn
+        command = commands.get()
+    figures = flooders[0].figures(flooding)
+    for other in flooders[1:]:
+        for key in ("frames", "connections", "cut"):
+            figures[key] += other.figures(0)[key]  # type: ignore[operator]
+        figures["goaways"] = dict(Counter(figures["goaways"]) + other.goaways)  # type: ignore[arg-type]
+    figures["parallel"] = parallel
+    return figures
+
+
+class _Stopped(Exception):
+    """The run ended while the server was not reading."""
+
+
+def _send_all(sock: socket.socket, data: bytes, stop: Callable[[], bool]) -> None:
     view = memoryview(data)
     while view:
         try:
             view = view[sock.send(view) :]
         except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise TimeoutError from None
+            if stop():
+                raise _Stopped from None
             time.sleep(0.0005)  # the server reads no faster: that is its defence working
 
 
@@ -140,6 +220,11 @@ def _drain(sock: socket.socket, received: bytearray) -> bool:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--switched":
+        kind, host, port = sys.argv[2:5]
+        parallel = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+        print(json.dumps(switched(kind, (host, int(port)), parallel)), flush=True)
+        sys.exit()
     kind, host, port, seconds = sys.argv[1:5]
     if kind == "burn":
         result = burn(float(seconds))

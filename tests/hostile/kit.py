@@ -241,6 +241,57 @@ def throughput(address: tuple[str, int], seconds: float, depth: int = 8) -> tupl
     return ok / (time.monotonic() - started), failures
 
 
+class Meter:
+    """A healthy mux client on one connection, ``depth`` GET /hello streams always in flight,
+    measured window after window (the connection and its streams carry on between windows)."""
+
+    def __init__(self, address: tuple[str, int], depth: int = 8) -> None:
+        self.client = RawMux(address)
+        self.depth = depth
+        self.failures: list[str] = []
+        self._pending: set[int] = set()
+
+    def run(self, seconds: float) -> float:
+        """Keep the streams going for ``seconds``: answers per second over that time."""
+        client, pending = self.client, self._pending
+        ok = 0
+        started = time.monotonic()
+        deadline = started + seconds
+        try:
+            while time.monotonic() < deadline and not self.failures:
+                while len(pending) < self.depth:
+                    pending.add(client.send("GET", "/hello"))
+                if not client.pump(1.0):
+                    self.failures.append("connection closed by the server")
+                    break
+                for sid in [s for s in pending if client.replies[s].finished]:
+                    pending.discard(sid)
+                    reply = client.replies.pop(sid)
+                    if reply.status == 200 and reply.body == b"Hello, World!":
+                        ok += 1
+                    else:
+                        self.failures.append(f"stream {sid}: {reply.status} {reply.reset}")
+        except Exception as exc:  # reported to the caller
+            self.failures.append(f"{type(exc).__name__}: {exc}")
+        return ok / (time.monotonic() - started)
+
+    def close(self) -> None:
+        try:
+            if not self.failures and not self.client.closed:
+                self.client.wait(*self._pending)
+        finally:
+            self.client.close()
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of process ``pid`` (threads started later inherit it) to ``cpus``."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except (ProcessLookupError, PermissionError):
+            pass  # a thread that just ended
+
+
 def log_problems(log: str) -> list[str]:
     """What a server log must not hold after hostile input: internal errors, and tracebacks
     other than those of the application's own exceptions (logged as "...: the application
