@@ -59,11 +59,11 @@ from .._models import Endpoint
 from .._primitives import (
     Background,
     Event,
-    asyncio_loop,
     Guard,
     Stream,
     connect,
     gather_point,
+    asyncio_loop,
 )
 
 __all__ = ("MuxConnection",)
