@@ -264,7 +264,7 @@ class AsyncClient:
             head.headers,
             conn.body(sid, state, deadline),
             on_close,
-            url=str(conn.endpoint),
+            url=conn.url,
             complete=lambda: conn.take_complete(sid, state),
         )
 

@@ -152,6 +152,7 @@ class AsyncMuxConnection:
         self, endpoint: Endpoint, stream: AsyncStream, background: AsyncBackground, config: Any
     ) -> None:
         self.endpoint = endpoint
+        self.url = str(endpoint)  # for every response: formatted once
         self.config = config
         self._stream = stream
         self._background = background

@@ -265,7 +265,7 @@ class Client:
             head.headers,
             conn.body(sid, state, deadline),
             on_close,
-            url=str(conn.endpoint),
+            url=conn.url,
             complete=lambda: conn.take_complete(sid, state),
         )
 

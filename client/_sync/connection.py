@@ -153,6 +153,7 @@ class MuxConnection:
         self, endpoint: Endpoint, stream: Stream, background: Background, config: Any
     ) -> None:
         self.endpoint = endpoint
+        self.url = str(endpoint)  # for every response: formatted once
         self.config = config
         self._stream = stream
         self._background = background
