@@ -74,6 +74,9 @@ class AsyncPool:
         self._states = [] if self._names else [_EndpointState(e) for e in endpoints]
         self._resolved_at = -RESOLVE_INTERVAL
         self._next_spare_check = 0.0
+        #: Some endpoint is retired (see _prune): a release may leave one of its connections
+        #: idle, to be closed at once.
+        self._retiring = False
         self._background = background
         self._config = config
         self._guard = AsyncGuard()  # no block under it awaits
@@ -96,12 +99,15 @@ class AsyncPool:
             target: _EndpointState | None = None
             spare: list[_EndpointState] = []
             with self._guard:
-                idle = self._prune()
+                now = time.monotonic()
+                # A few times a second is enough to look for dead connections and endpoints
+                # without one, unless no connection has room (then the answer matters now).
+                due = now >= self._next_spare_check
                 conn = self._pick()
+                idle = self._prune() if conn is None or due else []
                 if conn is not None:
                     conn.outstanding += 1
-                    now = time.monotonic()
-                    if now >= self._next_spare_check:  # a few times a second is enough
+                    if due:
                         self._next_spare_check = now + SPARE_CHECK_INTERVAL
                         spare = self._unconnected()
                         for state in spare:
@@ -192,6 +198,7 @@ class AsyncPool:
             known = {state.endpoint: state for state in self._states}
             for state in self._states:
                 state.retired = state.endpoint not in wanted
+            self._retiring = any(state.retired for state in self._states)
             for endpoint in dict.fromkeys(wanted):
                 if endpoint not in known:
                     self._states.append(_EndpointState(endpoint))
@@ -211,6 +218,7 @@ class AsyncPool:
                     idle.append(conn)
         if retired:
             self._states = [s for s in self._states if s.connections or not s.retired]
+            self._retiring = any(state.retired for state in self._states)
         return idle
 
     def _pick(self) -> AsyncMuxConnection | None:
@@ -244,7 +252,8 @@ class AsyncPool:
         """The caller's stream on ``conn`` is finished (successfully or not)."""
         with self._guard:
             conn.outstanding -= 1
-            idle = self._prune()
+            # Only a dead connection or a retired endpoint's has anything to prune.
+            idle = self._prune() if self._retiring or conn.closed else []
             self._changed.set()
         for retired in idle:
             await retired.aclose()

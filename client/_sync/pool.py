@@ -75,6 +75,9 @@ class Pool:
         self._states = [] if self._names else [_EndpointState(e) for e in endpoints]
         self._resolved_at = -RESOLVE_INTERVAL
         self._next_spare_check = 0.0
+        #: Some endpoint is retired (see _prune): a release may leave one of its connections
+        #: idle, to be closed at once.
+        self._retiring = False
         self._background = background
         self._config = config
         self._guard = Guard()  # no block under it awaits
@@ -97,12 +100,15 @@ class Pool:
             target: _EndpointState | None = None
             spare: list[_EndpointState] = []
             with self._guard:
-                idle = self._prune()
+                now = time.monotonic()
+                # A few times a second is enough to look for dead connections and endpoints
+                # without one, unless no connection has room (then the answer matters now).
+                due = now >= self._next_spare_check
                 conn = self._pick()
+                idle = self._prune() if conn is None or due else []
                 if conn is not None:
                     conn.outstanding += 1
-                    now = time.monotonic()
-                    if now >= self._next_spare_check:  # a few times a second is enough
+                    if due:
                         self._next_spare_check = now + SPARE_CHECK_INTERVAL
                         spare = self._unconnected()
                         for state in spare:
@@ -191,6 +197,7 @@ class Pool:
             known = {state.endpoint: state for state in self._states}
             for state in self._states:
                 state.retired = state.endpoint not in wanted
+            self._retiring = any(state.retired for state in self._states)
             for endpoint in dict.fromkeys(wanted):
                 if endpoint not in known:
                     self._states.append(_EndpointState(endpoint))
@@ -210,6 +217,7 @@ class Pool:
                     idle.append(conn)
         if retired:
             self._states = [s for s in self._states if s.connections or not s.retired]
+            self._retiring = any(state.retired for state in self._states)
         return idle
 
     def _pick(self) -> MuxConnection | None:
@@ -243,7 +251,8 @@ class Pool:
         """The caller's stream on ``conn`` is finished (successfully or not)."""
         with self._guard:
             conn.outstanding -= 1
-            idle = self._prune()
+            # Only a dead connection or a retired endpoint's has anything to prune.
+            idle = self._prune() if self._retiring or conn.closed else []
             self._changed.set()
         for retired in idle:
             retired.close()
