@@ -24,7 +24,7 @@ import msgpack
 from muxwsgi import ErrorCode, FrameType
 from muxwsgi._frames import Frame, split_frames
 
-from ..muxclient import RawMux
+from ..muxclient import RawMux, Reply
 
 _U32 = struct.Struct("<I")
 
@@ -154,18 +154,17 @@ class Healthy:
         pending: set[int] = set()
         try:
             while not self._stop.is_set():
-                while len(pending) < self.depth:
-                    pending.add(client.send("GET", "/hello"))
-                if not client.pump(1.0):
+                replies = next_answers(client, pending, self.depth)
+                if replies is None:
                     self.failures.append("the healthy connection was closed by the server")
                     return
-                for sid in [s for s in pending if client.replies[s].finished]:
-                    pending.discard(sid)
-                    reply = client.replies.pop(sid)
+                for reply in replies:
                     if reply.status == 200 and reply.body == b"Hello, World!" and not reply.reset:
                         self.ok += 1
                     else:
-                        self.failures.append(f"stream {sid}: {reply.status} {reply.reset}")
+                        self.failures.append(
+                            f"stream {reply.stream_id}: {reply.status} {reply.reset}"
+                        )
                     self.bodies[reply.body] += 1
         except Exception as exc:  # reported by check()
             self.failures.append(f"{type(exc).__name__}: {exc}")
@@ -210,35 +209,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def next_answers(client: RawMux, pending: set[int], depth: int) -> list[Reply] | None:
+    """Top ``pending`` up to ``depth`` GET /hello streams, read for up to a second, and return
+    the replies that finished (their streams leave ``pending``); None when the server closed
+    the connection."""
+    while len(pending) < depth:
+        pending.add(client.send("GET", "/hello"))
+    if not client.pump(1.0):
+        return None
+    finished = [sid for sid in pending if client.replies[sid].finished]
+    pending.difference_update(finished)
+    return [client.replies.pop(sid) for sid in finished]
+
+
 def throughput(address: tuple[str, int], seconds: float, depth: int = 8) -> tuple[float, list[str]]:
-    """GET /hello on one mux connection, ``depth`` streams in flight, for ``seconds``:
+    """GET /hello on a new mux connection, ``depth`` streams in flight, for ``seconds``:
     (answers per second, failures)."""
-    client = RawMux(address)
-    failures: list[str] = []
-    ok = 0
-    pending: set[int] = set()
-    started = time.monotonic()
-    deadline = started + seconds
+    meter = Meter(address, depth)
+    rate = meter.run(seconds)  # failures are collected, not raised
     try:
-        while time.monotonic() < deadline:
-            while len(pending) < depth:
-                pending.add(client.send("GET", "/hello"))
-            if not client.pump(1.0):
-                failures.append("connection closed by the server")
-                break
-            for sid in [s for s in pending if client.replies[s].finished]:
-                pending.discard(sid)
-                reply = client.replies.pop(sid)
-                if reply.status == 200 and reply.body == b"Hello, World!":
-                    ok += 1
-                else:
-                    failures.append(f"stream {sid}: {reply.status} {reply.reset}")
-        client.wait(*pending)
+        meter.close()
     except Exception as exc:  # reported to the caller
-        failures.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        client.close()
-    return ok / (time.monotonic() - started), failures
+        meter.failures.append(f"{type(exc).__name__}: {exc}")
+        meter.client.close()
+    return rate, meter.failures
 
 
 class Meter:
@@ -259,18 +253,17 @@ class Meter:
         deadline = started + seconds
         try:
             while time.monotonic() < deadline and not self.failures:
-                while len(pending) < self.depth:
-                    pending.add(client.send("GET", "/hello"))
-                if not client.pump(1.0):
+                replies = next_answers(client, pending, self.depth)
+                if replies is None:
                     self.failures.append("connection closed by the server")
                     break
-                for sid in [s for s in pending if client.replies[s].finished]:
-                    pending.discard(sid)
-                    reply = client.replies.pop(sid)
+                for reply in replies:
                     if reply.status == 200 and reply.body == b"Hello, World!":
                         ok += 1
                     else:
-                        self.failures.append(f"stream {sid}: {reply.status} {reply.reset}")
+                        self.failures.append(
+                            f"stream {reply.stream_id}: {reply.status} {reply.reset}"
+                        )
         except Exception as exc:  # reported to the caller
             self.failures.append(f"{type(exc).__name__}: {exc}")
         return ok / (time.monotonic() - started)
