@@ -657,6 +657,35 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=1,
     ),
+    Setting(
+        "flood_turn_share",
+        FLOOD,
+        8,
+        "A suspected flooder (a connection past half of any flood allowance above) gets "
+        "frames_per_turn divided by this per turn, until its allowance refills or runs out.",
+        kind="int",
+        minimum=1,
+    ),
+    Setting(
+        "flood_turn_interval",
+        FLOOD,
+        0.01,
+        "Seconds between two turns given to suspected flooders: one turn per interval for all "
+        "of them together (a flood gains nothing from more connections).",
+        kind="float",
+        minimum=0.001,
+        metavar="SECONDS",
+    ),
+    Setting(
+        "flood_suspect_timeout",
+        FLOOD,
+        2.0,
+        "Seconds a suspected flooder may keep frames waiting before GOAWAY ENHANCE_YOUR_CALM "
+        "ends its connection.",
+        kind="float",
+        minimum=0.1,
+        metavar="SECONDS",
+    ),
     # Lifecycle
     Setting(
         "max_requests",
@@ -818,6 +847,9 @@ class Config:
     glitch_rate: float = _default("glitch_rate")
     max_queued_control: int = _default("max_queued_control")
     frames_per_turn: int = _default("frames_per_turn")
+    flood_turn_share: int = _default("flood_turn_share")
+    flood_turn_interval: float = _default("flood_turn_interval")
+    flood_suspect_timeout: float = _default("flood_suspect_timeout")
     # Lifecycle
     max_requests: int = _default("max_requests")
     max_requests_jitter: int = _default("max_requests_jitter")

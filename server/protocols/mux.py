@@ -50,23 +50,17 @@ _TOO_LARGE_BODY = b"Request body too large\n"
 #: The payload of the PING that ends the first step of a graceful GOAWAY.
 _DRAIN_PING = b"muxdrain"
 
-#: A suspect peer, one that spent FloodLimits.suspect_at (half) of any flood allowance
-#: (resets, pings, settings, glitches), gets 1/FLOOD_SHARE of frames_per_turn per turn, and
-#: its turns come from the worker's penalty lane: one suspect's turn every FLOOD_DELAY
-#: seconds, whatever the number of suspects, until its bucket refills or runs out (and
-#: GOAWAY ENHANCE_YOUR_CALM ends the connection).
-FLOOD_SHARE = 8
-FLOOD_DELAY = 0.01
-#: A suspect with frames still waiting after this many seconds gets GOAWAY ENHANCE_YOUR_CALM.
-FLOOD_SUSPECT_LIMIT = 2.0
-
 
 class _PenaltyLane:
-    """Where suspect connections wait for their turns, worker-wide: one turn per FLOOD_DELAY,
-    first come first served. However many connections flood at once, together they get at
-    most frames_per_turn / FLOOD_SHARE frames handled per FLOOD_DELAY once past half of
-    their allowances (as h2o's http2-dos-delay, but shared: a flooder gains nothing from
-    opening more connections)."""
+    """Where suspect connections wait for their turns, worker-wide.
+
+    A suspect, a peer that spent FloodLimits.suspect_at (half) of any flood allowance (resets,
+    pings, settings, glitches), gets frames_per_turn / flood_turn_share frames per turn, and
+    its turns come from here: one suspect's turn every flood_turn_interval seconds, first come
+    first served, however many connections flood at once (as h2o's http2-dos-delay, but
+    shared: a flooder gains nothing from opening more connections). It stays a suspect until
+    its bucket refills, runs out (GOAWAY ENHANCE_YOUR_CALM), or it has kept frames waiting for
+    flood_suspect_timeout (GOAWAY too). All three are server settings."""
 
     def __init__(self) -> None:
         self._waiting: deque[MuxProtocol] = deque()
@@ -80,18 +74,20 @@ class _PenaltyLane:
             self._timer, self._loop = None, loop
         self._waiting.append(protocol)
         if self._timer is None:
-            self._timer = loop.call_later(FLOOD_DELAY, self._tick, loop)
+            self._timer = loop.call_later(protocol.config.flood_turn_interval, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
             return
         waiting = self._waiting
+        interval = 0.0
         while waiting:
             protocol = waiting.popleft()
             if not protocol.closed:
+                interval = protocol.config.flood_turn_interval
                 protocol._next_turn()  # may wait again, at the end of the line
                 break
-        self._timer = loop.call_later(FLOOD_DELAY, self._tick, loop) if waiting else None
+        self._timer = loop.call_later(interval, self._tick, loop) if waiting else None
 
 
 _penalty_lane = _PenaltyLane()
@@ -206,7 +202,7 @@ class MuxProtocol(BaseProtocol):
         conn = self.conn
         budget = self._frames_per_turn
         if conn.flood_pressure >= self._suspect_at:
-            budget = max(1, budget // FLOOD_SHARE)
+            budget = max(1, budget // self.config.flood_turn_share)
         try:
             # Stops early after a frame that takes this peer past half of a flood allowance
             # (FloodLimits.suspect_at): the first read of a PING flood holds its whole burst.
@@ -227,11 +223,11 @@ class MuxProtocol(BaseProtocol):
         elif suspect or self._suspect_since:
             # Sending faster than its turns allow since it became a suspect (even if its
             # buckets refilled a little since: many suspects at once each get a share of the
-            # lane smaller than their refill rate): cut after FLOOD_SUSPECT_LIMIT.
+            # lane smaller than their refill rate): cut after flood_suspect_timeout.
             now = _monotonic()
             if not self._suspect_since:
                 self._suspect_since = now
-            elif now - self._suspect_since > FLOOD_SUSPECT_LIMIT:
+            elif now - self._suspect_since > self.config.flood_suspect_timeout:
                 conn.send_goaway(ErrorCode.ENHANCE_YOUR_CALM, debug=b"flood: slowed too long")
                 self._protocol_error(FloodError("a flood slowed down for too long"))
                 return
@@ -239,7 +235,7 @@ class MuxProtocol(BaseProtocol):
             # More frames than one turn's share: the rest (and the socket) wait for the next
             # loop turn, so that a flood on this connection costs the other connections at
             # most frames_per_turn frames of work between two of their own turns. A suspect
-            # (past half of a flood allowance) gets 1/FLOOD_SHARE of that per turn, and its
+            # (past half of a flood allowance) gets 1/flood_turn_share of that per turn, and its
             # next turn from the penalty lane, even once its frames are handled, until its
             # bucket refills or runs out and GOAWAY ENHANCE_YOUR_CALM ends the connection.
             assert self.transport is not None
