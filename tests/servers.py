@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +65,22 @@ class ServerProcess:
             return [int(p) for p in children.read_text().split()]
         except OSError:
             return []
+
+
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], timeout: float, logs: Callable[[], str]
+) -> None:
+    """Until something accepts on 127.0.0.1:``port``. Raises RuntimeError with ``logs()`` if
+    ``proc`` exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(logs()) from None
+            time.sleep(0.05)
 
 
 def wait_ready(address: tuple[str, int] | str, timeout: float = 20.0) -> None:

@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ..servers import ROOT, ServerProcess, start
+from ..servers import ROOT, ServerProcess, start, wait_listening
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -66,15 +65,7 @@ def uwsgi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("uWSGI did not start:\n" + log.read_text()) from None
-                time.sleep(0.1)
+        wait_listening(port, proc, 20, lambda: "uWSGI did not start:\n" + log.read_text())
         yield "127.0.0.1", port
     finally:
         try:

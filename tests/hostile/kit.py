@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgpack
 
-from muxwsgi import ErrorCode, FrameType
+from muxwsgi import ErrorCode, FrameType, classic
 from muxwsgi._frames import Frame, split_frames
 
 from ..muxclient import RawMux, Reply
@@ -179,6 +179,14 @@ class Healthy:
         assert self.failures == [], self.failures
         assert self.ok >= since + at_least, f"the healthy client stalled at {self.ok}"
         assert self.connections == 1
+
+
+def classic_post(path: str, length: int) -> bytes:
+    """The head of a classic uwsgi POST of ``length`` body bytes (the body is not included)."""
+    return classic.encode_request(
+        {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1",
+         "CONTENT_LENGTH": str(length)}
+    )  # fmt: skip
 
 
 def get(address: tuple[str, int], path: str) -> bytes:

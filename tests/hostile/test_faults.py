@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from muxwsgi import ErrorCode, FrameType
+from muxwsgi import ErrorCode, FrameType, classic
 
 from ..core.helpers import data, frame, headers, preface
 from ..muxclient import RawMux, vars_for
 from ..servers import ServerProcess, start
-from .kit import Healthy, get, log_problems
+from .kit import Healthy, classic_post, get, log_problems
 
 pytestmark = pytest.mark.slow
 
@@ -60,19 +60,6 @@ def until(probe: Callable[[], list[str]], count: int, timeout: float = 10.0) -> 
     return seen
 
 
-def classic_post(path: str, length: int) -> bytes:
-    pairs = [
-        (b"REQUEST_METHOD", b"POST"),
-        (b"PATH_INFO", path.encode()),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-        (b"CONTENT_LENGTH", str(length).encode()),
-    ]
-    block = b"".join(
-        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
-    )
-    return struct.pack("<BHB", 0, len(block), 0) + block
-
-
 UPLOADS = {
     "mux": OPENING
     + headers(1, vars_for("POST", "/input-error", CONTENT_LENGTH="1000"), end=False)
@@ -96,11 +83,9 @@ def test_peer_vanishes_mid_upload(server: ServerProcess, healthy: Healthy, proto
 
 DOWNLOADS = {
     "mux": lambda tag: OPENING + headers(1, vars_for("GET", f"/held?tag={tag}&n=2000")),
-    "uwsgi": lambda tag: (lambda b: struct.pack("<BHB", 0, len(b), 0) + b)(
-        b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
-                 for k, v in [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/held"),
-                              (b"QUERY_STRING", f"tag={tag}&n=2000".encode()),
-                              (b"SERVER_PROTOCOL", b"HTTP/1.1")])),
+    "uwsgi": lambda tag: classic.encode_request(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/held", "QUERY_STRING": f"tag={tag}&n=2000",
+         "SERVER_PROTOCOL": "HTTP/1.1"}),
     "http": lambda tag: f"GET /held?tag={tag}&n=2000 HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
 }  # fmt: skip
 

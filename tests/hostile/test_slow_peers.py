@@ -12,7 +12,6 @@ import json
 import os
 import select
 import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from muxwsgi import ErrorCode, FrameType
 from ..core.helpers import frame, headers, preface, spec
 from ..muxclient import vars_for
 from ..servers import ServerProcess, start
-from .kit import converse, get, log_problems, throughput
+from .kit import classic_post, converse, get, log_problems, throughput
 
 pytestmark = pytest.mark.slow
 
@@ -46,29 +45,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-def classic_head(path: str, body_length: int) -> bytes:
-    pairs = [
-        (b"REQUEST_METHOD", b"POST"),
-        (b"PATH_INFO", path.encode()),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-        (b"CONTENT_LENGTH", str(body_length).encode()),
-    ]
-    block = b"".join(
-        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs
-    )
-    return struct.pack("<BHB", 0, len(block), 0) + block
-
-
 SLOW_UPLOAD = headers(1, vars_for("POST", "/input-error", CONTENT_LENGTH="100"), end=False)
 #: kind -> (first bytes, bytes dribbled one at a time afterwards, or b"" for silence)
 KINDS: dict[str, tuple[bytes, bytes]] = {
     "idle-socket": (b"", b""),
     "mux-idle": (OPENING, b""),
     "mux-slow-head": (OPENING, headers(1, vars_for("GET", "/hello"))),
-    "uwsgi-slow-head": (b"", classic_head("/hello", 0)),
+    "uwsgi-slow-head": (b"", classic_post("/hello", 0)),
     "http-slow-head": (b"GET /hello HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200 + b"\r\n"),
     "mux-slow-body": (OPENING + SLOW_UPLOAD + frame(FrameType.DATA, 0, 1, b"ten bytes."), b""),
-    "uwsgi-slow-body": (classic_head("/input-error", 100) + b"ten bytes.", b""),
+    "uwsgi-slow-body": (classic_post("/input-error", 100) + b"ten bytes.", b""),
 }  # fmt: skip
 BODY_KINDS = ("mux-slow-body", "uwsgi-slow-body")
 

@@ -8,10 +8,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..servers import wait_listening
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -77,18 +78,9 @@ def run_nginx(site: str, prefix: Path, port: int, *, user: str | None = None) ->
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    logs = [prefix / "stderr.log", prefix / "error.log"]
-                    raise RuntimeError(
-                        "nginx did not start: " + "".join(p.read_text() for p in logs if p.exists())
-                    ) from None
-                time.sleep(0.05)
+        logs = [prefix / "stderr.log", prefix / "error.log"]
+        wait_listening(port, proc, 10, lambda: "nginx did not start: " + "".join(
+            p.read_text() for p in logs if p.exists()))  # fmt: skip
         yield
     finally:
         if proc.poll() is None:
