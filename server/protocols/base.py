@@ -121,14 +121,17 @@ class BaseProtocol(asyncio.Protocol, Flushable):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
-    def close(self) -> None:
+    def close(self, *, linger: bool = True) -> None:
         """Close gracefully: send FIN after the queued output, then read and drop the peer's
-        remaining bytes for up to LINGER seconds (see there) before the socket is closed."""
+        remaining bytes for up to LINGER seconds (see there) before the socket is closed.
+
+        ``linger=False`` closes the socket once the queued output is written: for a peer that
+        left nothing unread, or one not owed the protection (a flooder)."""
         if self.closed or self.transport is None:
             return
         self.closed = True
         transport = self.transport
-        if self.peer_eof or not transport.can_write_eof():
+        if not linger or self.peer_eof or not transport.can_write_eof():
             transport.close()
             return
         try:

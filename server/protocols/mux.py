@@ -276,15 +276,13 @@ class MuxProtocol(BaseProtocol):
             self.close()
             return
         _flood_log.closed(self, exc)
-        transport = self.transport
-        if transport is not None and not self.closed:
-            # No lingering close (BaseProtocol.close) for a flooder: it kept sending while its
-            # turns waited, and draining megabytes of its backlog to spare the GOAWAY an RST
-            # cost more than the flood itself. The GOAWAY is written before the close (the
-            # RST then only follows it), which is as much as a flooder is owed.
-            transport.write(self.conn.data_to_send())
-            self.closed = True
-            transport.close()
+        if self.transport is not None and not self.closed:
+            # No lingering close for a flooder: it kept sending while its turns waited, and
+            # draining megabytes of its backlog to spare the GOAWAY an RST cost more than the
+            # flood itself. The GOAWAY is written before the close (the RST then only follows
+            # it), which is as much as a flooder is owed.
+            self.transport.write(self.conn.data_to_send())
+            self.close(linger=False)
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id

@@ -233,11 +233,7 @@ class UwsgiProtocol(BaseProtocol):
         socket closes at once, as uWSGI's does: a lingering close costs a shutdown(), a read
         of the peer's FIN and more loop wake-ups per request, and guards only against an RST
         that nothing unread can cause."""
-        if self._trailing or self.transport is None:
-            self.close()
-        else:
-            self.closed = True
-            self.transport.close()
+        self.close(linger=self._trailing)
 
     def resume_writing(self) -> None:
         super().resume_writing()
