@@ -187,7 +187,7 @@ def build_vars(
     header_vars = _header_vars(_pairs(headers))
     vars.update(header_vars)  # CONTENT_TYPE, from a header, replaces the empty default
     if "HTTP_HOST" not in vars:
-        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
+        vars["HTTP_HOST"] = _host(server_name, server_port)
     return vars
 
 
@@ -228,7 +228,7 @@ def request_vars(
             vars["CONTENT_TYPE"] = content_type
         has_host = "HTTP_HOST" in block.names
     if not has_host:
-        vars["HTTP_HOST"] = server_name if not server_port else f"{server_name}:{server_port}"
+        vars["HTTP_HOST"] = _host(server_name, server_port)
     return vars, block
 
 
@@ -236,6 +236,11 @@ def request_vars(
 #: and emptied when full: a caller sending different headers every time gains nothing.
 _BLOCKS: dict[tuple[tuple[str, str], ...], tuple[VarsBlock, str | None]] = {}
 _BLOCKS_MAX = 256
+
+
+def _host(server_name: str, server_port: str) -> str:
+    """HTTP_HOST when the caller sent no Host header."""
+    return server_name if not server_port else f"{server_name}:{server_port}"
 
 
 def _base_vars(

@@ -153,9 +153,8 @@ def encode_request_vars(
     if not block.names.isdisjoint(vars):
         name = sorted(block.names.intersection(vars))[0]
         raise LocalProtocolError(f"invalid request vars: duplicate var {name[:80]!r}")
-    packed = pack(items)
-    count = len(items) + 2 * block.count
-    return _array_header(count) + packed[_array_header_size(len(items)) :] + block.encoded
+    own = len(_array_header(len(items)))  # pack()'s header, replaced by the whole payload's
+    return _array_header(len(items) + 2 * block.count) + pack(items)[own:] + block.encoded
 
 
 def _check_request_items(items: list[str], vars: Mapping[str, str]) -> None:
@@ -177,10 +176,6 @@ def _array_header(count: int) -> bytes:
     if count < 0x10000:
         return b"\xdc" + count.to_bytes(2, "big")
     return b"\xdd" + count.to_bytes(4, "big")
-
-
-def _array_header_size(count: int) -> int:
-    return 1 if count < 16 else 3 if count < 0x10000 else 5
 
 
 def encode_response_head(
