@@ -267,23 +267,22 @@ class MuxConnection:
                             f"classic uwsgi to it, use {classic})"
                         )
                     raise ReadError(f"{self.endpoint}: the server closed the connection")
-                with self._guard:
-                    try:
-                        events = self._core.receive_data(data, _FRAMES_PER_SLICE)
-                    except muxwsgi.PrefaceError:
-                        raise NotMuxWSGIError(
-                            f"{self.endpoint}: not a muxwsgi server: it sent "
-                            f"{describe_peer_bytes(data)}"
-                        ) from None
-                self._flush()  # acknowledgements and window updates the data caused
-                got_any = True
-                self._dispatch(events)
-                while self._core.frames_buffered:  # see _FRAMES_PER_SLICE
-                    gather_point()
+                while True:  # a slice of the frames at a time (see _FRAMES_PER_SLICE)
                     with self._guard:
-                        events = self._core.receive_data(b"", _FRAMES_PER_SLICE)
-                    self._flush()
+                        try:
+                            events = self._core.receive_data(data, _FRAMES_PER_SLICE)
+                        except muxwsgi.PrefaceError:
+                            raise NotMuxWSGIError(
+                                f"{self.endpoint}: not a muxwsgi server: it sent "
+                                f"{describe_peer_bytes(data)}"
+                            ) from None
+                    self._flush()  # acknowledgements and window updates the data caused
+                    got_any = True
                     self._dispatch(events)
+                    if not self._core.frames_buffered:
+                        break
+                    data = b""  # the rest is buffered in the core
+                    gather_point()
                 if self._timed and self._last_read >= self._next_expiry:
                     self._expire_deadlines()
         except Exception as exc:  # the connection is over: tell every waiter why
