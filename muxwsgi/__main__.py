@@ -27,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
         from . import __version__
+        from ._compiled import INFO
 
-        print(f"muxwsgi {__version__}")
+        print(f"muxwsgi {__version__}, {INFO.describe()}")
         return 0
     command, rest = args[0], args[1:]
     if command == "serve":

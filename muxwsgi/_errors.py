@@ -9,6 +9,7 @@ that the connection sends in its RESET or GOAWAY.
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 __all__ = (
     "RETRY_SAFE_CODES",
@@ -73,7 +74,8 @@ class ProtocolError(MuxWSGIError):
     subclasses). ``error_code`` is what goes on the wire.
     """
 
-    error_code: ErrorCode = ErrorCode.PROTOCOL_ERROR
+    #: The code of this class when none is given (a class constant, overridden by subclasses).
+    default_code: ClassVar[ErrorCode] = ErrorCode.PROTOCOL_ERROR
 
     def __init__(self, message: str, error_code: ErrorCode | None = None) -> None:
         if type(self) is ProtocolError:
@@ -81,8 +83,7 @@ class ProtocolError(MuxWSGIError):
                 "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
             )
         super().__init__(message)
-        if error_code is not None:
-            self.error_code = error_code
+        self.error_code: ErrorCode = self.default_code if error_code is None else error_code
 
 
 class LocalProtocolError(ProtocolError):
@@ -92,7 +93,7 @@ class LocalProtocolError(ProtocolError):
 class TooManyStreamsError(LocalProtocolError):
     """Opening another stream would exceed the peer's MAX_CONCURRENT_STREAMS (or a GOAWAY)."""
 
-    error_code = ErrorCode.REFUSED_STREAM
+    default_code = ErrorCode.REFUSED_STREAM
 
 
 class RemoteProtocolError(ProtocolError):
@@ -110,19 +111,19 @@ class PrefaceError(RemoteProtocolError):
 class FrameSizeError(RemoteProtocolError):
     """A frame's length is wrong for its type or above MAX_FRAME_SIZE."""
 
-    error_code = ErrorCode.FRAME_SIZE_ERROR
+    default_code = ErrorCode.FRAME_SIZE_ERROR
 
 
 class FlowControlError(RemoteProtocolError):
     """The peer overran or overflowed the connection window."""
 
-    error_code = ErrorCode.FLOW_CONTROL_ERROR
+    default_code = ErrorCode.FLOW_CONTROL_ERROR
 
 
 class FloodError(RemoteProtocolError):
     """The peer exceeded a rate limit (resets, pings, settings, glitches, queued replies)."""
 
-    error_code = ErrorCode.ENHANCE_YOUR_CALM
+    default_code = ErrorCode.ENHANCE_YOUR_CALM
 
 
 class InvalidVarsError(RemoteProtocolError):
