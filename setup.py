@@ -13,10 +13,12 @@ Either way ``muxwsgi/_compiled.json`` records what was built (and why not), so t
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,6 @@ PACKAGE_DIRS = {"muxwsgi": "muxwsgi", "muxwsgi.client": "client", "muxwsgi.serve
 COMPILED = (
     "muxwsgi._connection",
     "muxwsgi._detect",
-    "muxwsgi._errors",
     "muxwsgi._flood",
     "muxwsgi._frames",
     "muxwsgi._settings",
@@ -132,11 +133,24 @@ def output_dir(command: build_py | build_ext) -> Path:
     return ROOT if in_place else Path(command.build_lib)
 
 
+def remove_stale_extensions(keep: Sequence[str]) -> None:
+    """Delete extension modules an earlier in-place build left in the source tree for modules
+    that this build does not compile: Python would import them before the source."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for package, directory in PACKAGE_DIRS.items():
+        for path in (ROOT / directory).iterdir():
+            module = f"{package}.{path.name.partition('.')[0]}"
+            if path.name.endswith(suffixes) and module not in keep:
+                path.unlink()
+
+
 class BuildPy(build_py):
     """Copy the package as usual, plus the build's record (see write_manifest)."""
 
     def run(self) -> None:
         super().run()
+        if self.editable_mode:
+            remove_stale_extensions(COMPILED if REASON is None else ())
         write_manifest(output_dir(self), REASON)
 
 

@@ -9,7 +9,6 @@ that the connection sends in its RESET or GOAWAY.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
 
 __all__ = (
     "RETRY_SAFE_CODES",
@@ -74,8 +73,7 @@ class ProtocolError(MuxWSGIError):
     subclasses). ``error_code`` is what goes on the wire.
     """
 
-    #: The code of this class when none is given (a class constant, overridden by subclasses).
-    default_code: ClassVar[ErrorCode] = ErrorCode.PROTOCOL_ERROR
+    error_code: ErrorCode = ErrorCode.PROTOCOL_ERROR
 
     def __init__(self, message: str, error_code: ErrorCode | None = None) -> None:
         if type(self) is ProtocolError:
@@ -83,7 +81,8 @@ class ProtocolError(MuxWSGIError):
                 "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
             )
         super().__init__(message)
-        self.error_code: ErrorCode = self.default_code if error_code is None else error_code
+        if error_code is not None:
+            self.error_code = error_code
 
 
 class LocalProtocolError(ProtocolError):
@@ -93,7 +92,7 @@ class LocalProtocolError(ProtocolError):
 class TooManyStreamsError(LocalProtocolError):
     """Opening another stream would exceed the peer's MAX_CONCURRENT_STREAMS (or a GOAWAY)."""
 
-    default_code = ErrorCode.REFUSED_STREAM
+    error_code = ErrorCode.REFUSED_STREAM
 
 
 class RemoteProtocolError(ProtocolError):
@@ -111,19 +110,19 @@ class PrefaceError(RemoteProtocolError):
 class FrameSizeError(RemoteProtocolError):
     """A frame's length is wrong for its type or above MAX_FRAME_SIZE."""
 
-    default_code = ErrorCode.FRAME_SIZE_ERROR
+    error_code = ErrorCode.FRAME_SIZE_ERROR
 
 
 class FlowControlError(RemoteProtocolError):
     """The peer overran or overflowed the connection window."""
 
-    default_code = ErrorCode.FLOW_CONTROL_ERROR
+    error_code = ErrorCode.FLOW_CONTROL_ERROR
 
 
 class FloodError(RemoteProtocolError):
     """The peer exceeded a rate limit (resets, pings, settings, glitches, queued replies)."""
 
-    default_code = ErrorCode.ENHANCE_YOUR_CALM
+    error_code = ErrorCode.ENHANCE_YOUR_CALM
 
 
 class InvalidVarsError(RemoteProtocolError):
