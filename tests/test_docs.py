@@ -290,9 +290,9 @@ def test_async_transport_first_used_by_concurrent_tasks(demo: ServerProcess) -> 
 
 def test_migration_table_matches_the_ini_reader() -> None:
     """Rows marked "yes" in docs/migrating-from-uwsgi.md are exactly the ini keys honoured."""
-    from muxwsgi.server._ini import _KEYS, NO_OPS
+    from muxwsgi.server.config_ini import INI_KEYS, NO_OPS
 
-    honoured = set(_KEYS) | set(NO_OPS) | {"callable"}
+    honoured = set(INI_KEYS) | set(NO_OPS) | {"callable"}
     text = (ROOT / "docs" / "migrating-from-uwsgi.md").read_text(encoding="utf-8")
     table = text[text.index("## Options") : text.index("## Behaviour that differs")]
     documented: set[str] = set()

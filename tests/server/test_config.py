@@ -14,18 +14,10 @@ from types import ModuleType
 import pytest
 
 from muxwsgi.server.cli import main
-from muxwsgi.server.config import (
-    SETTINGS,
-    Config,
-    ConfigError,
-    Setting,
-    build_parser,
-    config_mismatches,
-    load_config,
-    parse_serve_args,
-    render_config,
-    render_settings_markdown,
-)
+from muxwsgi.server.config import SETTINGS, Config, ConfigError, Setting, config_mismatches
+from muxwsgi.server.config_docs import render_settings_markdown
+from muxwsgi.server.config_load import build_parser, load_config, parse_serve_args
+from muxwsgi.server.config_toml import render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.server.apps:app"
