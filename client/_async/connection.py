@@ -201,9 +201,9 @@ class AsyncMuxConnection:
         conn = cls(endpoint, stream, background, config)
         try:
             await conn._flush()
-        except OSError as exc:
+        except WriteError as exc:
             await stream.close()
-            raise ConnectError(f"{endpoint}: {exc.strerror or exc}") from None
+            raise ConnectError(str(exc)) from None
         background.spawn(conn._reader)
         if not await conn._ready.wait(remaining(deadline)):
             await conn.aclose()
@@ -363,8 +363,9 @@ class AsyncMuxConnection:
         write is already in progress, leave it to that writer, which writes until the outbox
         is empty (so a caller never waits for another's write, and many share one).
 
-        Raises OSError when the write fails; the connection is then failed for every stream
-        (part of a frame may have left: nothing more can be written after it).
+        Raises WriteError when the write fails or exceeds ``write_timeout``; the connection is
+        then failed with it for every stream (part of a frame may have left: nothing more can
+        be written after it).
         """
         outbox = self._outbox
         with self._guard:
@@ -390,7 +391,16 @@ class AsyncMuxConnection:
             # an interrupt with the bytes taken and their fate unknown. Either way the
             # connection cannot go on.
             self._writing = False
-            self._fail(exc if isinstance(exc, Exception) else WriteError("interrupted"))
+            if isinstance(exc, TimeoutError):
+                why = f"no write progress in write_timeout={self.config.write_timeout:g}s"
+            elif isinstance(exc, OSError):
+                why = exc.strerror or str(exc)
+            else:
+                why = "interrupted"
+            error = WriteError(f"{self.endpoint}: {why}")
+            self._fail(error)
+            if isinstance(exc, Exception):
+                raise error from None
             raise
 
     # ---------------------------------------------------------------- one request
@@ -440,10 +450,10 @@ class AsyncMuxConnection:
                 self._timed[sid] = state
         try:
             await self._flush()
-        except OSError as exc:
+        except WriteError:
             # Whether any of it reached the server is unknown: not a transparent retry.
             self._streams.pop(sid, None)
-            raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
+            raise
         try:
             if streamed is not None:
                 await self._upload(sid, state, streamed, deadline)
@@ -543,7 +553,7 @@ class AsyncMuxConnection:
                     return
                 self._core.reset_stream(sid, ErrorCode.CANCEL)
             await self._flush()
-        except OSError:
+        except WriteError:
             pass
 
     def take_complete(self, sid: int, state: StreamState) -> bytes | None:

@@ -202,9 +202,9 @@ class MuxConnection:
         conn = cls(endpoint, stream, background, config)
         try:
             conn._flush()
-        except OSError as exc:
+        except WriteError as exc:
             stream.close()
-            raise ConnectError(f"{endpoint}: {exc.strerror or exc}") from None
+            raise ConnectError(str(exc)) from None
         background.spawn(conn._reader)
         if not conn._ready.wait(remaining(deadline)):
             conn.close()
@@ -364,8 +364,9 @@ class MuxConnection:
         write is already in progress, leave it to that writer, which writes until the outbox
         is empty (so a caller never waits for another's write, and many share one).
 
-        Raises OSError when the write fails; the connection is then failed for every stream
-        (part of a frame may have left: nothing more can be written after it).
+        Raises WriteError when the write fails or exceeds ``write_timeout``; the connection is
+        then failed with it for every stream (part of a frame may have left: nothing more can
+        be written after it).
         """
         outbox = self._outbox
         with self._guard:
@@ -391,7 +392,16 @@ class MuxConnection:
             # an interrupt with the bytes taken and their fate unknown. Either way the
             # connection cannot go on.
             self._writing = False
-            self._fail(exc if isinstance(exc, Exception) else WriteError("interrupted"))
+            if isinstance(exc, TimeoutError):
+                why = f"no write progress in write_timeout={self.config.write_timeout:g}s"
+            elif isinstance(exc, OSError):
+                why = exc.strerror or str(exc)
+            else:
+                why = "interrupted"
+            error = WriteError(f"{self.endpoint}: {why}")
+            self._fail(error)
+            if isinstance(exc, Exception):
+                raise error from None
             raise
 
     # ---------------------------------------------------------------- one request
@@ -441,10 +451,10 @@ class MuxConnection:
                 self._timed[sid] = state
         try:
             self._flush()
-        except OSError as exc:
+        except WriteError:
             # Whether any of it reached the server is unknown: not a transparent retry.
             self._streams.pop(sid, None)
-            raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
+            raise
         try:
             if streamed is not None:
                 self._upload(sid, state, streamed, deadline)
@@ -544,7 +554,7 @@ class MuxConnection:
                     return
                 self._core.reset_stream(sid, ErrorCode.CANCEL)
             self._flush()
-        except OSError:
+        except WriteError:
             pass
 
     def take_complete(self, sid: int, state: StreamState) -> bytes | None:

@@ -17,6 +17,7 @@ from muxwsgi.client import (
     ReadError,
     RequestTimeout,
     StreamResetError,
+    WriteError,
 )
 
 from ...core.helpers import spec
@@ -198,3 +199,12 @@ async def test_the_windows_reach_the_server(core_server: CoreServer) -> None:
     async with AsyncClient(core_server.url, timeout=10, **windows) as client:
         assert (await client.get("/")).content == b"ok"
     assert core_server.seen == windows
+
+
+@pytest.mark.anyio
+async def test_a_write_without_progress_fails_at_write_timeout(stalled_server: CoreServer) -> None:
+    # The server stops reading: the body fills the sockets' buffers, and the write waits.
+    # Without the setting, the write would wait 30 s and the server give up first.
+    async with AsyncClient(stalled_server.url, write_timeout=0.5) as client:
+        with pytest.raises(WriteError, match=r"write_timeout=0\.5s"):
+            await client.post("/", body=bytes(64 << 20))

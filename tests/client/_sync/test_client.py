@@ -18,6 +18,7 @@ from muxwsgi.client import (
     ReadError,
     RequestTimeout,
     StreamResetError,
+    WriteError,
 )
 
 from ...core.helpers import spec
@@ -184,3 +185,11 @@ def test_the_windows_reach_the_server(core_server: CoreServer) -> None:
     with Client(core_server.url, timeout=10, **windows) as client:
         assert (client.get("/")).content == b"ok"
     assert core_server.seen == windows
+
+
+def test_a_write_without_progress_fails_at_write_timeout(stalled_server: CoreServer) -> None:
+    # The server stops reading: the body fills the sockets' buffers, and the write waits.
+    # Without the setting, the write would wait 30 s and the server give up first.
+    with Client(stalled_server.url, write_timeout=0.5) as client:
+        with pytest.raises(WriteError, match=r"write_timeout=0\.5s"):
+            client.post("/", body=bytes(64 << 20))
