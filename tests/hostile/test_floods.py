@@ -116,7 +116,7 @@ def alternate(
     host, port = server.address
     command = ["--switched", kind, host, str(port), str(parallel)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile.attack", *command],
+        [sys.executable, "-m", "benchmarks.attack", *command],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """Flood attackers, each in its own process (so that its CPU and the GIL are not the healthy
-client's): ``python -m tests.hostile.attack KIND HOST PORT SECONDS`` floods for SECONDS, opening
+client's): ``python -m benchmarks.attack KIND HOST PORT SECONDS`` floods for SECONDS, opening
 a new connection whenever the server closes one, and prints what it did as JSON.
-``python -m tests.hostile.attack --switched KIND HOST PORT`` takes turns as told on stdin:
+``python -m benchmarks.attack --switched KIND HOST PORT`` takes turns as told on stdin:
 burning one CPU (the control) or flooding (see :func:`switched`).
 
 KIND is one of: rapid-reset (HEADERS then RESET, stream after stream: CVE-2023-44487), ping
