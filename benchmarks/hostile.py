@@ -199,13 +199,14 @@ class Figures:
         return statistics.median(self.kept)
 
     def problems(self) -> list[str]:
-        """What went wrong besides the figure: a failed healthy request, a flooding connection
-        that the server closed without GOAWAY ENHANCE_YOUR_CALM, or none closed at all."""
+        """What went wrong besides the figure: a failed healthy request, or a flooding
+        connection that the server closed without GOAWAY ENHANCE_YOUR_CALM. (How many it
+        closed depends on the turns' length: a storm's connections wait in the penalty lane
+        for 2 s before they are closed, and the flooder cuts them at the end of its turn.)"""
         attack = self.flooder
-        calm = attack["goaways"].get("ENHANCE_YOUR_CALM", 0)
         out = [f"healthy client: {f}" for f in self.failures]
-        if attack["closed"] < len(self.attack) or calm < attack["closed"]:
-            out.append(f"flooder: {attack}")
+        if attack["goaways"].get("ENHANCE_YOUR_CALM", 0) < attack["closed"]:
+            out.append(f"flooder: closed without ENHANCE_YOUR_CALM: {attack}")
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -305,7 +306,7 @@ def markdown(results: Sequence[Figures]) -> str:
             f"{f.kept_median:.0%} [{min(kept):.0%}-{max(kept):.0%}]",
             met,
             f"{f.cpu_control:.2f} / {f.cpu_attack:.2f} core",
-            f"{(f.rss_after_kib - f.rss_before_kib) / 1024:.1f} MB",
+            f"{round((f.rss_after_kib - f.rss_before_kib) / 1024, 1) + 0.0:.1f} MB",  # no -0.0
             f"{f.flooder['closed']} ({calm})",
         ]
         out.append("| " + " | ".join(row) + " |")
@@ -324,6 +325,9 @@ def main(names: Sequence[str], long: bool, json_path: Path | None) -> int:
         floods = [f.longer() for f in floods]
     if len(_CPUS) < 2:
         progress("warning: one CPU: the flooder shares it with the worker")
+    load = os.getloadavg()[0]
+    if load > 0.5 * len(_CPUS):
+        progress(f"warning: the machine is busy (load average {load:.1f}): figures will be noisy")
     with tempfile.TemporaryDirectory(prefix="muxwsgi-hostile-") as tmp:
         results = run(floods, Path(tmp), progress)
     print(markdown(results))
