@@ -6,6 +6,7 @@
     python -m benchmarks run --targets mux-1conn,uwsgi-classic --scenarios hello -c 64
     python -m benchmarks list                      # targets and scenarios
     python -m benchmarks micro [--save]            # codec micro-benchmarks vs the baseline
+    python -m benchmarks hostile [--long]          # what floods take from a healthy client
     python -m benchmarks report out.json --plot out.png   # an earlier run again
 
 Nothing is installed: a target whose program is missing is skipped, with the install command.
@@ -21,6 +22,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .hostile import FLOODS, TARGET
+from .hostile import main as run_hostile
 from .report import environment, markdown, ratios
 from .run import QUICK_SCENARIOS, QUICK_TARGETS, Options, run_benchmarks
 from .targets import TARGETS
@@ -98,6 +101,16 @@ def parser() -> argparse.ArgumentParser:
         default="25%",
         help="fail when a median is this much slower than the baseline (default 25%%)",
     )
+    hostile = sub.add_parser(
+        "hostile",
+        help="floods against one worker: the share of its throughput a healthy client keeps "
+        f"(target {TARGET * 100:.0f}%%); exits 1 when a flood misses it",
+    )
+    hostile.add_argument("--floods", type=_names("flood", FLOODS), help="comma-separated ids")
+    hostile.add_argument(
+        "--long", action="store_true", help="60 s of rapid reset, 30 s of each other flood"
+    )
+    hostile.add_argument("--json", type=Path, help="write the figures here")
     return ap
 
 
@@ -120,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "micro":
         return _micro(args.save, args.fail_over)
+    if args.command == "hostile":
+        return run_hostile(args.floods or [], args.long, args.json)
     if args.command == "report":
         doc = json.loads(args.json.read_text())
         doc["ratios"] = ratios(doc["results"])

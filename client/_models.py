@@ -1,4 +1,5 @@
-"""Pure data shared by both flavours of the client: endpoints, headers, request vars."""
+"""What both flavours of the client share about a request: endpoints, headers, vars, bodies
+and deadlines."""
 
 from __future__ import annotations
 
@@ -6,15 +7,33 @@ import dataclasses
 import errno
 import ipaddress
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import msgpack
 
 from muxwsgi import VarsBlock
 
-__all__ = ("Endpoint", "HeaderTypes", "Headers", "build_vars", "parse_url", "request_vars")
+if TYPE_CHECKING:
+    from ._config import UseClientDefault
+
+__all__ = (
+    "Chunk",
+    "Endpoint",
+    "HeaderTypes",
+    "Headers",
+    "Readable",
+    "RequestBody",
+    "RequestOptions",
+    "body_chunks",
+    "body_size",
+    "build_vars",
+    "parse_url",
+    "remaining",
+    "request_vars",
+)
 
 HeaderTypes = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -297,8 +316,53 @@ def _header_vars(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return vars
 
 
-def body_size(body: Any) -> int | None:
+# ---------------------------------------------------------------- bodies and deadlines
+
+_monotonic = time.monotonic
+
+#: A piece of a streamed request body.
+Chunk = bytes | bytearray | memoryview
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """A file opened in binary mode (only ``read`` is used)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+#: A request body: bytes (sent at once, and replayable), or an iterable of bytes or a binary
+#: file (streamed as it is produced, within the flow-control windows).
+RequestBody = Chunk | Iterable[Chunk] | Readable
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keywords of every request method (``get``, ``post``...), as ``request`` takes them."""
+
+    headers: HeaderTypes
+    body: RequestBody
+    timeout: float | UseClientDefault | None
+
+
+def body_size(body: RequestBody) -> int | None:
     """The length of a bytes body; None for iterators and files (streamed)."""
     if isinstance(body, bytes | bytearray | memoryview):
         return len(body)
     return None
+
+
+def body_chunks(body: Iterable[Chunk] | Readable, size: int = 1 << 16) -> Iterable[Chunk]:
+    """The pieces of a streamed body, in order: a file is read ``size`` bytes at a time."""
+    if isinstance(body, Readable):
+        return _read_in_chunks(body, size)
+    return body
+
+
+def _read_in_chunks(file: Readable, size: int) -> Iterator[bytes]:
+    while chunk := file.read(size):
+        yield chunk
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a time.monotonic() value; None: no deadline)."""
+    return None if deadline is None else deadline - _monotonic()

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -91,7 +91,7 @@ class AsyncEvent:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._flag = False
-        self._waiters: list[Any] = []
+        self._waiters: list[asyncio.Future[None] | anyio.Event] = []
         #: The asyncio loop waiters run on, when the owner knows it: asyncio's own lookup
         #: calls getpid() every time (its fork check; CPython 3.11), a system call per wait.
         self._loop = loop
@@ -117,20 +117,26 @@ class AsyncEvent:
         if self._flag:
             return True
         loop = self._loop or asyncio_loop()
-        waiter: Any = loop.create_future() if loop is not None else anyio.Event()
+        waiter: asyncio.Future[None] | anyio.Event
+        woken: Awaitable[object]
+        if loop is not None:
+            waiter = woken = loop.create_future()
+        else:
+            waiter = anyio.Event()
+            woken = waiter.wait()
         self._waiters.append(waiter)
         try:
             if timeout is None:
-                await (waiter if loop is not None else waiter.wait())
+                await woken
             else:
                 with anyio.move_on_after(max(0.0, timeout)):
-                    await (waiter if loop is not None else waiter.wait())
+                    await woken
         finally:
             self._waiters.remove(waiter)
         # Woken, even if someone cleared it since: not a timeout.
-        if loop is not None:
+        if isinstance(waiter, asyncio.Future):
             return waiter.done() and not waiter.cancelled()
-        return bool(waiter.is_set())
+        return waiter.is_set()
 
 
 async def async_gather_point() -> None:
@@ -145,15 +151,18 @@ def gather_point() -> None:
 
 
 def asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or None (trio, or no loop). asyncio's own non-raising
-    lookup: this is asked once per wait, and the raising one costs a try per call."""
+    """The running asyncio loop, or None (trio, or no loop)."""
+    # asyncio._get_running_loop is private, but it is asyncio's own non-raising lookup (the
+    # public get_running_loop is it plus a raise): this is asked on the per-wait path, where
+    # a try/except per call costs. tests/client/test_primitives.py pins that it still exists
+    # and behaves so, and fails loudly on a Python that drops it.
     return asyncio._get_running_loop()
 
 
 class Event:
     __slots__ = ("_event",)
 
-    def __init__(self, loop: Any = None) -> None:  # loop: AsyncEvent's, unused by threads
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:  # unused by threads
         self._event = threading.Event()
 
     def set(self) -> None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from muxwsgi.server.config import render_settings_markdown
+from muxwsgi.server.config_docs import render_settings_markdown
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from muxwsgi.server.config import ConfigError, parse_serve_args, render_config
+from muxwsgi.server.config import ConfigError
+from muxwsgi.server.config_load import parse_serve_args
+from muxwsgi.server.config_toml import render_config
 
 __all__ = ("main",)
 

@@ -1,48 +1,43 @@
 """Every server setting, defined exactly once.
 
 :data:`SETTINGS` is a tuple of :class:`Setting` records (name, section, default, description,
-kind, bounds, command-line flags, uWSGI ini keys). Everything else is derived from it by one
-loop: the ``muxwsgi serve`` argument parser, the ``MUXWSGI_<NAME>`` environment variables, the
-TOML config file (``--config``), the uWSGI ini mapping (``--ini``, see ``_ini.py``), ``--help``
-and docs/configuration.md. :class:`Config` is the frozen result; its fields take their defaults
-from the table and :func:`config_mismatches` (run by the tests) checks that the two agree.
+kind, bounds, command-line flags, uWSGI ini keys), each with the converter of its kind.
+Everything else is derived from it by one loop: the ``muxwsgi serve`` argument parser, the
+``MUXWSGI_<NAME>`` environment variables, the TOML config file (``--config``), the uWSGI ini
+mapping (``--ini``), ``--help`` and docs/configuration.md. :class:`Config` is the frozen
+result; its fields take their defaults from the table and :func:`config_mismatches` (run by
+the tests) checks that the two agree.
 
-Precedence, lowest first: defaults, ``--ini`` file, ``--config`` file, environment, command line.
-Every source yields raw values (strings, or native TOML values) tagged with where they came
-from; only the winning value of each setting is converted and validated, by
-:meth:`Setting.convert`, so an error names the setting and its source in one line.
+This module is the table only. The sources that fill a Config are ``config_sources`` (raw
+values and how layers of them resolve), ``config_ini`` and ``config_toml`` (the files), and
+``config_load`` (the command line, the environment and their precedence); ``config_docs``
+writes docs/configuration.md from the table.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import ipaddress
-import json
 import math
-import os
 import re
-import textwrap
-import tomllib
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = (
     "SECTIONS",
     "SETTINGS",
+    "SETTINGS_BY_NAME",
     "Config",
     "ConfigError",
-    "RawValue",
-    "ServeArgs",
+    "Kind",
     "Setting",
-    "build_parser",
+    "SettingValue",
     "config_mismatches",
-    "load_config",
-    "parse_serve_args",
-    "render_config",
-    "render_settings_markdown",
 )
 
 APPLICATION = "Application"
@@ -61,6 +56,9 @@ Kind: TypeAlias = Literal[
     "str", "int", "float", "size", "bool", "choice", "mode", "address", "addresses", "networks"
 ]
 _LIST_KINDS = ("addresses", "networks")
+#: What a converted setting is (Config's field types): list settings are tuples, sizes and the
+#: socket mode ints, durations floats, and an unset optional setting None.
+SettingValue: TypeAlias = str | int | float | bool | tuple[str, ...] | None
 
 
 class ConfigError(Exception):
@@ -79,7 +77,7 @@ class Setting:
 
     name: str
     section: str
-    default: object
+    default: SettingValue
     desc: str
     kind: Kind = "str"
     flags: tuple[str, ...] = ()
@@ -115,7 +113,35 @@ class Setting:
         """Whether values are lists (repeatable flags, comma-separated text)."""
         return self.kind in _LIST_KINDS
 
-    def convert(self, raw: object, source: str) -> Any:
+    @property
+    def bounds(self) -> str:
+        """The bounds as messages, --help and the docs say them (``1..65535``, ``>= 0``), or
+        "" if the setting has none."""
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"{_number(low)}..{_number(high)}"
+        if low is not None:
+            return f">= {_number(low)}"
+        return f"<= {_number(high)}" if high is not None else ""
+
+    @property
+    def shown_default(self) -> str:
+        """The default as --help and the docs show it: ``unset``, ``0660``, ``1048576 (1m)``,
+        comma-separated for lists."""
+        value = self.default
+        if value is None:
+            return "unset"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        if self.kind == "mode" and isinstance(value, int):
+            return f"{value:04o}"
+        if self.kind == "size" and isinstance(value, int) and value >= 1024:
+            for suffix, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+                if value % factor == 0:
+                    return f"{value} ({value // factor}{suffix})"
+        return _number(value) if isinstance(value, float) else str(value)
+
+    def convert(self, raw: object, source: str) -> SettingValue:
         """Return ``raw`` (text from the command line, environment or an ini file, a TOML
         value, or a list of those for list settings) as this setting's type.
 
@@ -132,12 +158,17 @@ class Setting:
             raise ConfigError(f"invalid value for {self.label} (from {source}): {exc}") from None
         return value
 
-    def _check_bounds(self, value: object, raw: object) -> None:
+    def _check_bounds(self, value: SettingValue, raw: object) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return
         low, high = self.minimum, self.maximum
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError(f"{raw!r} is out of range ({_bounds(self)})")
+            raise ValueError(f"{raw!r} is out of range ({self.bounds})")
+
+
+def _number(value: float) -> str:
+    """``1.0`` as ``1``, other numbers as they are."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 # ---------------------------------------------------------------- conversions
@@ -258,7 +289,9 @@ def _to_network(setting: Setting, raw: object) -> str:
     return text
 
 
-def _to_list(item: Callable[[Setting, object], str]) -> Callable[[Setting, object], object]:
+def _to_list(
+    item: Callable[[Setting, object], str],
+) -> Callable[[Setting, object], tuple[str, ...]]:
     """A list converter: "a,b", ["a", "b"], or a repeated flag's ["a,b", "c"] -> ("a", "b", "c")."""
 
     def convert(setting: Setting, raw: object) -> tuple[str, ...]:
@@ -273,7 +306,7 @@ def _to_list(item: Callable[[Setting, object], str]) -> Callable[[Setting, objec
     return convert
 
 
-_CONVERTERS: dict[Kind, Callable[[Setting, object], object]] = {
+_CONVERTERS: dict[Kind, Callable[[Setting, object], SettingValue]] = {
     "str": _to_str,
     "int": _to_int,
     "float": _to_float,
@@ -287,7 +320,7 @@ _CONVERTERS: dict[Kind, Callable[[Setting, object], object]] = {
 }
 
 #: The Config field type of each kind (Optional when the default is None).
-_FIELD_TYPES: dict[Kind, Any] = {
+_FIELD_TYPES: dict[Kind, type | types.GenericAlias] = {
     "str": str,
     "int": int,
     "float": float,
@@ -298,18 +331,6 @@ _FIELD_TYPES: dict[Kind, Any] = {
     "address": str,
     "addresses": tuple[str, ...],
     "networks": tuple[str, ...],
-}
-
-_METAVARS: dict[Kind, str] = {
-    "str": "VALUE",
-    "int": "N",
-    "float": "SECONDS",
-    "size": "BYTES",
-    "bool": "BOOL",
-    "mode": "MODE",
-    "address": "ADDRESS",
-    "addresses": "ADDRESS",
-    "networks": "NETWORK",
 }
 
 _MAX_INT32 = 2**31 - 1
@@ -784,21 +805,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-_BY_NAME: dict[str, Setting] = {item.name: item for item in SETTINGS}
+#: The settings by name.
+SETTINGS_BY_NAME: Mapping[str, Setting] = {item.name: item for item in SETTINGS}
 
 
 def _default(name: str) -> Any:
     """The default of setting ``name``: Config's fields read it so that no default is written
-    twice. (KeyError at import if a field has no setting.)"""
-    return _BY_NAME[name].default
+    twice. (KeyError at import if a field has no setting.)
+
+    Any, because each field's own annotation is its type; config_mismatches checks that the
+    annotation and the setting's kind and default agree.
+    """
+    return SETTINGS_BY_NAME[name].default
 
 
 @dataclass(frozen=True)
 class Config:
     """The effective settings of a server, one field per entry of SETTINGS, in the same order.
 
-    Build it with :func:`load_config` (which validates); ``Config()`` is all defaults and
-    ``dataclasses.replace(config, workers=2)`` derives one (unvalidated, for tests). List
+    Build it with ``config_load.load_config`` (which validates); ``Config()`` is all defaults
+    and ``dataclasses.replace(config, workers=2)`` derives one (unvalidated, for tests). List
     settings are tuples, sizes are ints in bytes, durations floats in seconds, the socket mode
     an int (0o660), and unset optional settings None.
     """
@@ -866,7 +892,7 @@ class Config:
 
 
 def config_mismatches(
-    config_class: type[Any] = Config, settings: Sequence[Setting] = SETTINGS
+    config_class: type[DataclassInstance] = Config, settings: Sequence[Setting] = SETTINGS
 ) -> list[str]:
     """Return every disagreement between the settings table and the Config dataclass (and
     every inconsistency inside the table) as one sentence each; [] when all is well."""
@@ -884,9 +910,9 @@ def config_mismatches(
             problems.append(f"setting {item.name!r}: unknown section {item.section!r}")
         if not item.desc.endswith("."):
             problems.append(f"setting {item.name!r}: the description must end with a period")
-        expected = _FIELD_TYPES[item.kind]
+        expected: object = _FIELD_TYPES[item.kind]
         if item.default is None:
-            expected = expected | None
+            expected = _FIELD_TYPES[item.kind] | None
         if item.name in hints and hints[item.name] != expected:
             problems.append(
                 f"Config.{item.name} is typed {hints[item.name]}, its {item.kind} setting "
@@ -895,7 +921,9 @@ def config_mismatches(
         if item.name in defaults and defaults[item.name] != item.default:
             problems.append(f"Config.{item.name} default differs from the setting's")
         try:
-            if item.convert(item.default, "the default") != item.default:
+            converted = item.convert(item.default, "the default")
+            # The type too: 1 == 1.0, but a float setting's default must not be an int.
+            if converted != item.default or type(converted) is not type(item.default):
                 problems.append(f"setting {item.name!r}: default is not of its kind")
         except ConfigError as exc:
             problems.append(f"setting {item.name!r}: bad default: {exc}")
@@ -907,283 +935,3 @@ def config_mismatches(
         for key in sorted({key for key in keys if keys.count(key) > 1}):
             problems.append(f"{what} {key!r} is used by two settings")
     return problems
-
-
-# ---------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True)
-class RawValue:
-    """A setting's value as a source gave it (before conversion) and where it came from."""
-
-    value: object
-    source: str
-
-
-#: Raw values of one source, by setting name.
-Layer: TypeAlias = dict[str, RawValue]
-
-
-@dataclass(frozen=True)
-class ServeArgs:
-    """What a ``muxwsgi serve`` command line asks for: the settings and the meta options."""
-
-    config: Config
-    print_config: bool = False
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, but never breaking a word at a hyphen (--wsgi-file stays whole)."""
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with errors raised as ConfigError (one line, exit code 2 in cli.main)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see muxwsgi serve --help)")
-
-
-def build_parser(settings: Sequence[Setting] = SETTINGS) -> argparse.ArgumentParser:
-    """Return the ``muxwsgi serve`` parser: one option per setting, grouped by section.
-
-    Parsed values stay raw strings (lists for list settings) and absent options stay absent,
-    so that :func:`parse_serve_args` converts every source the same way. Errors raise
-    ConfigError; ``--help`` prints and raises SystemExit(0), as argparse does.
-    """
-    parser = _Parser(
-        prog="muxwsgi serve",
-        usage="muxwsgi serve [options] [MODULE:ATTR]",
-        description="Serve a WSGI application over mux, classic uwsgi and HTTP/1.1, all on "
-        "the same sockets.",
-        epilog="Every option is also an environment variable MUXWSGI_<NAME> (e.g. "
-        "MUXWSGI_THREADS=16) and a key of the --config TOML file. Precedence, lowest first: "
-        "defaults, --ini, --config, environment, command line.",
-        formatter_class=_HelpFormatter,
-        argument_default=argparse.SUPPRESS,
-        allow_abbrev=False,  # an abbreviation would silently change meaning as flags are added
-    )
-    parser.add_argument(
-        "--config", dest="config_file", metavar="FILE", help="Read settings from a TOML file."
-    )
-    parser.add_argument(
-        "--ini", dest="ini_file", metavar="FILE", help="Read a uWSGI ini file ([uwsgi] section)."
-    )
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="Print the effective settings as TOML (usable with --config) and exit.",
-    )
-    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
-    for item in settings:
-        group = groups[item.section]
-        help_text = _help(item).replace("%", "%%")  # argparse %-formats help strings
-        if item.positional:
-            group.add_argument(item.name, nargs="?", metavar=item.metavar, help=help_text)
-            continue
-        options: dict[str, Any] = {"action": "append"} if item.is_list else {}
-        if item.kind == "bool":
-            options.update(nargs="?", const="true")  # --flag alone means true
-        group.add_argument(
-            *item.cli, dest=item.name, metavar=_metavar(item), help=help_text, **options
-        )
-    return parser
-
-
-def _metavar(item: Setting) -> str:
-    if item.metavar:
-        return item.metavar
-    if item.kind == "choice":
-        return "{" + ",".join(item.choices) + "}"
-    return _METAVARS[item.kind]
-
-
-def _help(item: Setting) -> str:
-    details = [] if item.positional else [f"default: {_show_default(item)}"]
-    if item.minimum is not None or item.maximum is not None:
-        details.append(_bounds(item))
-    details.append(f"env {item.env}")
-    return f"{item.desc} [{'; '.join(details)}]"
-
-
-def parse_serve_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServeArgs:
-    """Parse a ``muxwsgi serve`` command line (the arguments after ``serve``) together with
-    its ini file, TOML file and environment (``os.environ`` by default).
-
-    Returns the validated Config and the meta options. Raises ConfigError for any invalid
-    value, unreadable file, unknown option, or a missing application (unless --print-config).
-    """
-    environ = os.environ if environ is None else environ
-    args = vars(build_parser().parse_args(list(argv)))
-    layers: list[Layer] = []  # lowest precedence first
-    if "ini_file" in args:
-        # _ini builds on this module's table, so it can only be imported once that exists.
-        from muxwsgi.server._ini import read_ini
-
-        layers.append(read_ini(args["ini_file"]).values)
-    if "config_file" in args:
-        layers.append(_read_toml(args["config_file"]))
-    env: Layer = {}
-    cli: Layer = {}
-    for item in SETTINGS:
-        if item.env in environ:
-            env[item.name] = RawValue(environ[item.env], item.env)
-        if item.name in args:
-            cli[item.name] = RawValue(args[item.name], "the command line")
-    layers += [env, cli]
-    winners: Layer = {}
-    for layer in layers:
-        winners.update(layer)
-    # Only the value that wins is converted: each setting is validated once, from one source.
-    values = {name: _BY_NAME[name].convert(raw.value, raw.source) for name, raw in winners.items()}
-    config = Config(**values)
-    print_config = bool(args.get("print_config"))
-    if config.app is None and config.wsgi_file is None and not print_config:
-        raise ConfigError(
-            "no application given: muxwsgi serve MODULE:ATTR (or --wsgi-file FILE, "
-            "MUXWSGI_APP, or module in an --ini file)"
-        )
-    return ServeArgs(config, print_config)
-
-
-def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Return the validated Config of a ``muxwsgi serve`` command line; see
-    :func:`parse_serve_args` (which also reports --print-config) for the sources and errors."""
-    return parse_serve_args(argv, environ).config
-
-
-def _read_toml(path: str) -> Layer:
-    """Raw values of a TOML config file; keys are setting names, with ``_`` or ``-``."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    layer: Layer = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in _BY_NAME:
-            close = difflib.get_close_matches(name, _BY_NAME, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
-        layer[name] = RawValue(value, f"{path}, key {key!r}")
-    return layer
-
-
-# ---------------------------------------------------------------- output
-
-
-def render_config(config: Config) -> str:
-    """Return the settings of ``config`` as TOML, one ``name = value`` line each (what
-    --print-config shows; it reads back with --config). Unset settings are comments."""
-    lines = []
-    for item in SETTINGS:
-        value = getattr(config, item.name)
-        if value is None:
-            lines.append(f"# {item.name} = (unset)")
-        elif item.kind == "mode":
-            lines.append(f"{item.name} = 0o{value:03o}")
-        else:
-            lines.append(f"{item.name} = {_toml(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml(value: object) -> str:
-    """A TOML literal for a setting value (str, int, float, bool, or a tuple of str)."""
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    # JSON's strings, numbers and booleans are TOML's too, except that TOML wants DEL escaped
-    # and no surrogate pairs (hence ensure_ascii=False).
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def render_settings_markdown() -> str:
-    """Return docs/configuration.md: how settings are given, then one table per section."""
-    from muxwsgi.server._ini import NO_OPS  # see parse_serve_args: _ini imports this module
-
-    no_ops = ", ".join(f"`{key}`" for key in sorted(NO_OPS))
-    out = [
-        "# Configuration",
-        "",
-        "<!-- Generated by scripts/gen_settings_doc.py from server/config.py: edit the settings"
-        " there, not this file. -->",
-        "",
-        "Every setting of `muxwsgi serve` can be given in five ways. Precedence, lowest first:",
-        "",
-        "1. its default;",
-        "2. a uWSGI ini file, `--ini FILE` (its `[uwsgi]` section; the keys listed below, "
-        "others are ignored with a warning);",
-        "3. a TOML file, `--config FILE` (keys are setting names, written with `_` or `-`);",
-        "4. an environment variable, `MUXWSGI_` and the setting's name in capitals "
-        "(`max_requests` is `MUXWSGI_MAX_REQUESTS`);",
-        "5. the command line.",
-        "",
-        "Sizes are bytes and accept a `k`, `m` or `g` suffix (`64k`, `1m`); durations are "
-        "seconds and may be fractional; booleans accept `1/0`, `true/false`, `yes/no`, "
-        "`on/off`. Lists (`bind`, `allow_from`) are comma-separated in the environment, "
-        "repeated or comma-separated on the command line, and TOML arrays in a config file. "
-        "In an ini file `socket`, `uwsgi-socket` and `http-socket` all become `bind` (every "
-        "socket detects its protocol) and uWSGI's `:PORT` becomes `0.0.0.0:PORT`, with a "
-        "warning. There, `module` (with `callable`, by default `application`) or `wsgi-file` "
-        f"(with `callable`) names the application, and {no_ops} are accepted and change "
-        "nothing (the master process is always on). `muxwsgi serve --print-config` prints the "
-        "effective settings as TOML, in the format `--config` reads.",
-        "",
-    ]
-    for section in SECTIONS:
-        out += [
-            f"## {section}",
-            "",
-            "| Setting | Command line | Environment | uWSGI ini | Default | Description |",
-            "|---|---|---|---|---|---|",
-        ]
-        for item in SETTINGS:
-            if item.section != section:
-                continue
-            flags = item.cli or (item.metavar or item.name,)
-            description = item.desc
-            if item.choices:
-                description += f" One of: {', '.join(item.choices)}."
-            elif item.minimum is not None or item.maximum is not None:
-                description += f" Range: {_bounds(item)}."
-            cells = (
-                f"`{item.name}`",
-                ", ".join(f"`{flag}`" for flag in flags),
-                f"`{item.env}`",
-                ", ".join(f"`{key}`" for key in item.ini),
-                f"`{_show_default(item)}`" if item.default is not None else "unset",
-                description,
-            )
-            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-        out.append("")
-    return "\n".join(out)
-
-
-def _show_default(item: Setting) -> str:
-    value = item.default
-    if value is None:
-        return "unset"
-    if isinstance(value, tuple):
-        return ",".join(value)
-    if item.kind == "mode" and isinstance(value, int):
-        return f"{value:04o}"
-    if item.kind == "size" and isinstance(value, int) and value >= 1024:
-        for suffix, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-            if value % factor == 0:
-                return f"{value} ({value // factor}{suffix})"
-    return _number(value) if isinstance(value, float) else str(value)
-
-
-def _bounds(item: Setting) -> str:
-    low, high = item.minimum, item.maximum
-    if low is not None and high is not None:
-        return f"{_number(low)}..{_number(high)}"
-    return f">= {_number(low)}" if low is not None else f"<= {_number(high)}"
-
-
-def _number(value: float | None) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)

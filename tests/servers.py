@@ -1,8 +1,10 @@
 """Start real `muxwsgi serve` processes for tests: 127.0.0.1 or unix sockets only, their own
-process group, bounded in time, stopped by their own pid."""
+process group, bounded in time, stopped by their own pid. And :func:`until`, the one way a
+test waits for a state: polling it, never a fixed sleep."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,9 +16,54 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 _LISTENING = re.compile(r"listening on (\S+)")
+_STATS = re.compile(r"stats on (\S+)")
+T = TypeVar("T")
+
+
+def until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    *,
+    what: str = "",
+    ignore: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something true, and
+    return that. An exception listed in ``ignore`` counts as not yet; any other propagates at
+    once (a predicate raises to give up early, e.g. when the process it waits for exited).
+
+    Raises TimeoutError, naming ``what`` and the last value (or exception), once ``timeout``
+    passes: a bound for a test that would otherwise hang, never a measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last: object
+        try:
+            last = predicate()
+            if last:
+                return last
+        except ignore as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not {what or 'true'} after {timeout:g} s; last: {last!r}")
+        time.sleep(interval)
+
+
+def connect(address: tuple[str, int] | str, timeout: float = 2.0) -> socket.socket:
+    """A connected socket: TCP to (host, port), or a unix socket at a path."""
+    if isinstance(address, tuple):
+        return socket.create_connection(address, timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @dataclass
@@ -59,6 +106,27 @@ class ServerProcess:
         self.proc.wait(5)
         return code if code is not None else self.proc.returncode
 
+    def stats(self) -> dict[str, Any]:
+        """The stats endpoint's JSON document (server/stats.py); the server must have been
+        started with ``--stats``. The workers' figures in it are published about once a
+        second: wait for a value (:func:`until`), never for a change that may predate it."""
+        found = _STATS.search(self.log())
+        assert found, "started without --stats"
+        where = found[1]
+        host, _, port = where.rpartition(":")
+        address = where[5:] if where.startswith("unix:") else (host.strip("[]"), int(port))
+        with connect(address, timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: stats\r\n\r\n")
+            reply = b"".join(iter(lambda: sock.recv(65536), b""))
+        doc: dict[str, Any] = json.loads(reply.partition(b"\r\n\r\n")[2])
+        return doc
+
+    def worker(self) -> dict[str, Any]:
+        """The stats of the only worker (a server started with ``--workers 1``)."""
+        worker: dict[str, Any]
+        (worker,) = self.stats()["workers"]
+        return worker
+
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         try:
@@ -72,37 +140,28 @@ def wait_listening(
 ) -> None:
     """Until something accepts on 127.0.0.1:``port``. Raises RuntimeError with ``logs()`` if
     ``proc`` exits or ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(logs()) from None
-            time.sleep(0.05)
+
+    def accepts() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(logs())
+        connect(("127.0.0.1", port), timeout=1).close()
+        return True
+
+    try:
+        until(accepts, timeout, ignore=(OSError,))
+    except TimeoutError:
+        raise RuntimeError(logs()) from None
 
 
 def wait_ready(address: tuple[str, int] | str, timeout: float = 20.0) -> None:
     """Until an HTTP request to /hello is answered (a worker is accepting)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if isinstance(address, str):
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(address)
-            else:
-                sock = socket.create_connection(address, timeout=2)
-            with sock:
-                sock.settimeout(2)
-                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                if sock.recv(64).startswith(b"HTTP/1.1 "):
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"server not ready in {timeout}s: {last}")
+
+    def answers() -> bool:
+        with connect(address) as sock:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 ")
+
+    until(answers, timeout, what="answered", ignore=(OSError,))
 
 
 def start(
@@ -126,16 +185,21 @@ def start(
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     server = ServerProcess(proc, log_path)
-    deadline = time.monotonic() + timeout
-    while not server.addresses:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if ready:
-                server.stop()
-                raise RuntimeError(f"server did not start:\n{server.log()}")
-            return server
+
+    def listening() -> bool:
         text = server.log() if watch is None or not watch.exists() else watch.read_text()
         server.addresses = _LISTENING.findall(text)
-        time.sleep(0.02)
+        return bool(server.addresses) or proc.poll() is not None
+
+    try:
+        until(listening, timeout, 0.02)
+    except TimeoutError:
+        pass
+    if not server.addresses:
+        if ready:
+            server.stop()
+            raise RuntimeError(f"server did not start:\n{server.log()}")
+        return server
     if ready:
         target = bind[5:] if bind.startswith("unix:") else server.address
         try:

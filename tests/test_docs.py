@@ -7,6 +7,7 @@
   permissions it describes let nginx's workers in, or keep them out, as it says;
 - the systemd unit passes `systemd-analyze verify`;
 - the migration table marks as "read from --ini" exactly the keys the ini reader honours;
+- the client's settings table lists exactly the client's settings, in order, with their defaults;
 - every relative link resolves.
 
 Blocks talk to 127.0.0.1:3031 (and :3032 for a second endpoint, :9191 for stats); the tests
@@ -17,6 +18,7 @@ not run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import io
 import json
@@ -288,11 +290,23 @@ def test_async_transport_first_used_by_concurrent_tasks(demo: ServerProcess) -> 
     assert result.returncode == 0, result.stderr
 
 
+def test_client_settings_table_matches_the_config() -> None:
+    """docs/client.md's "Settings" rows are ClientConfig's fields, in order, with their defaults
+    (and so every keyword of the clients: tests/client/test_config.py)."""
+    from muxwsgi.client._config import ClientConfig
+
+    text = (ROOT / "docs" / "client.md").read_text(encoding="utf-8")
+    table = text[text.index("## Settings") : text.index("## Errors")]
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, re.M)
+    expected = [(f.name, repr(f.default)) for f in dataclasses.fields(ClientConfig)]
+    assert rows == expected
+
+
 def test_migration_table_matches_the_ini_reader() -> None:
     """Rows marked "yes" in docs/migrating-from-uwsgi.md are exactly the ini keys honoured."""
-    from muxwsgi.server._ini import _KEYS, NO_OPS
+    from muxwsgi.server.config_ini import INI_KEYS, NO_OPS
 
-    honoured = set(_KEYS) | set(NO_OPS) | {"callable"}
+    honoured = set(INI_KEYS) | set(NO_OPS) | {"callable"}
     text = (ROOT / "docs" / "migrating-from-uwsgi.md").read_text(encoding="utf-8")
     table = text[text.index("## Options") : text.index("## Behaviour that differs")]
     documented: set[str] = set()

@@ -1,8 +1,8 @@
 """Classic uwsgi requests: one connection per request, the response read until the close.
 
 This is how nginx talks to uWSGI; the client speaks it to reach the real uWSGI, gunicorn's
-``--protocol uwsgi``, or our server's classic path. The response is raw HTTP, parsed here by
-httptools (llhttp) rather than by hand.
+``--protocol uwsgi``, or our server's classic path. The response is raw HTTP (parsed by
+client/_classic_parser.py).
 """
 
 from __future__ import annotations
@@ -13,38 +13,13 @@ import httptools
 
 from muxwsgi import classic
 
+from .._classic_parser import ResponseParser
 from .._exceptions import ProtocolViolation, ReadError, RequestTimeout
-from .._models import Endpoint
+from .._models import Endpoint, remaining
 from .._primitives import AsyncStream
-from .connection import open_stream, remaining
+from .connection import open_stream
 
 __all__ = ("AsyncClassicExchange",)
-
-
-class _Parser:
-    """httptools callbacks: collect the head, then body chunks."""
-
-    def __init__(self) -> None:
-        self.reason = b""
-        self.headers: list[tuple[str, str]] = []
-        self.head_done = False
-        self.complete = False
-        self.chunks: list[bytes] = []
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
 
 
 class AsyncClassicExchange:
@@ -53,7 +28,7 @@ class AsyncClassicExchange:
     def __init__(self, endpoint: Endpoint, stream: AsyncStream) -> None:
         self.endpoint = endpoint
         self._stream = stream
-        self._callbacks = _Parser()
+        self._callbacks = ResponseParser()
         self._parser = httptools.HttpResponseParser(self._callbacks)
         self.status = 0
         self.reason = ""
@@ -110,7 +85,7 @@ class AsyncClassicExchange:
                 except OSError as exc:
                     raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
                 if not more:
-                    declared = self._declared_length()
+                    declared = callbacks.declared_length()
                     if declared is not None and not callbacks.complete:
                         raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
                     while callbacks.chunks:
@@ -118,12 +93,6 @@ class AsyncClassicExchange:
                     return
         finally:
             await self.aclose()
-
-    def _declared_length(self) -> int | None:
-        for name, value in self.headers:
-            if name.lower() == "content-length" and value.isdigit():
-                return int(value)
-        return None
 
     async def aclose(self) -> None:
         await self._stream.close()

@@ -14,11 +14,11 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Unpack
 
-from muxwsgi import ErrorCode
+from muxwsgi import ErrorCode, ResponseReceived
 
+from .._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from .._exceptions import (
     ConnectError,
     ReadError,
@@ -28,30 +28,30 @@ from .._exceptions import (
     TransportError,
     WriteError,
 )
-from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url, request_vars
+from .._models import (
+    Chunk,
+    Endpoint,
+    HeaderTypes,
+    Readable,
+    RequestBody,
+    RequestOptions,
+    body_chunks,
+    body_size,
+    build_vars,
+    parse_url,
+    remaining,
+    request_vars,
+)
 from .._primitives import AsyncBackground, async_sleep
+from .._retries import IDEMPOTENT, refused_pause
 from .classic import AsyncClassicExchange
-from .connection import AsyncMuxConnection, remaining
+from .connection import AsyncMuxConnection, StreamState
 from .pool import AsyncPool
 from .response import AsyncResponse
 
 __all__ = ("AsyncClient",)
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_DEFAULT = object()
 _clients: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    connect_timeout: float = 10.0
-    write_timeout: float = 30.0
-    max_connections_per_endpoint: int = 2
-    keepalive_interval: float = 0.0  # off; gRPC's minimum is 10 s
-    keepalive_timeout: float = 20.0
-    stream_window: int = 1 << 20
-    connection_window: int = 16 << 20
-    max_transparent_retries: int = 10
 
 
 class AsyncClient:
@@ -60,19 +60,26 @@ class AsyncClient:
     ``url`` is one URL or a list (one endpoint each; mux endpoints are balanced by least
     outstanding streams). Use it as a context manager, or call :meth:`aclose`. Safe to share
     between the tasks of one event loop.
+
+    Every keyword is a setting of :class:`~muxwsgi.client._config.ClientConfig`, which says
+    what each does (so does docs/client.md); ``config`` is the one the client runs with.
+    Raises ValueError for a URL or a setting it cannot use.
     """
 
     def __init__(
         self,
         url: str | Iterable[str],
         *,
-        timeout: float | None = None,
-        retries: int = 0,
-        connect_timeout: float = 10.0,
-        max_connections_per_endpoint: int = 2,
-        keepalive_interval: float = 0.0,
-        keepalive_timeout: float = 20.0,
-        max_transparent_retries: int = 10,
+        timeout: float | None = ClientConfig.timeout,
+        retries: int = ClientConfig.retries,
+        connect_timeout: float = ClientConfig.connect_timeout,
+        write_timeout: float = ClientConfig.write_timeout,
+        max_connections_per_endpoint: int = ClientConfig.max_connections_per_endpoint,
+        keepalive_interval: float = ClientConfig.keepalive_interval,
+        keepalive_timeout: float = ClientConfig.keepalive_timeout,
+        stream_window: int = ClientConfig.stream_window,
+        connection_window: int = ClientConfig.connection_window,
+        max_transparent_retries: int = ClientConfig.max_transparent_retries,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -83,13 +90,16 @@ class AsyncClient:
             raise ValueError("mix of mux:// and uwsgi:// URLs: use one client per protocol")
         self.endpoints: list[Endpoint] = [endpoint for endpoint, _ in parsed]
         self.protocol = protocols.pop()
-        self.timeout = timeout
-        self.retries = retries
         self.config = ClientConfig(
+            timeout=timeout,
+            retries=retries,
             connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
             max_connections_per_endpoint=max_connections_per_endpoint,
             keepalive_interval=keepalive_interval,
             keepalive_timeout=keepalive_timeout,
+            stream_window=stream_window,
+            connection_window=connection_window,
             max_transparent_retries=max_transparent_retries,
         )
         self._background = AsyncBackground()
@@ -132,8 +142,8 @@ class AsyncClient:
         target: str,
         *,
         headers: HeaderTypes = None,
-        body: Any = b"",
-        timeout: Any = _DEFAULT,
+        body: RequestBody = b"",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> AsyncResponse:
         """Send a request and read the whole response body (``response.content``)."""
         response = await self._send(method, target, headers, body, timeout)
@@ -150,8 +160,8 @@ class AsyncClient:
         target: str,
         *,
         headers: HeaderTypes = None,
-        body: Any = b"",
-        timeout: Any = _DEFAULT,
+        body: RequestBody = b"",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> AsyncIterator[AsyncResponse]:
         """Send a request; the response body streams (``response.aiter_bytes()``). Leaving
         the block early resets the stream."""
@@ -161,36 +171,42 @@ class AsyncClient:
         finally:
             await response.aclose()
 
-    async def get(self, target: str, **kw: Any) -> AsyncResponse:
+    async def get(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("GET", target, **kw)
 
-    async def head(self, target: str, **kw: Any) -> AsyncResponse:
+    async def head(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("HEAD", target, **kw)
 
-    async def options(self, target: str, **kw: Any) -> AsyncResponse:
+    async def options(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("OPTIONS", target, **kw)
 
-    async def post(self, target: str, **kw: Any) -> AsyncResponse:
+    async def post(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("POST", target, **kw)
 
-    async def put(self, target: str, **kw: Any) -> AsyncResponse:
+    async def put(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("PUT", target, **kw)
 
-    async def patch(self, target: str, **kw: Any) -> AsyncResponse:
+    async def patch(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("PATCH", target, **kw)
 
-    async def delete(self, target: str, **kw: Any) -> AsyncResponse:
+    async def delete(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("DELETE", target, **kw)
 
     # ---------------------------------------------------------------- sending
 
     async def _send(
-        self, method: str, target: str, headers: HeaderTypes, body: Any, timeout: Any
+        self,
+        method: str,
+        target: str,
+        headers: HeaderTypes,
+        body: RequestBody,
+        timeout: float | UseClientDefault | None,
     ) -> AsyncResponse:
         if not self._open:
             raise RuntimeError("the client is not open: use it as a context manager")
-        if timeout is _DEFAULT:
-            timeout = self.timeout
+        config = self.config
+        if timeout is USE_CLIENT_DEFAULT:
+            timeout = config.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         method = method.upper()
         if isinstance(body, bytearray | memoryview):
@@ -201,7 +217,7 @@ class AsyncClient:
         if self.protocol == "uwsgi":
             return await self._send_classic(method, target, headers, body, deadline)
         transparent = 0
-        retries = self.retries
+        retries = config.retries
         while True:
             conn = await self._pool.acquire(deadline)
             try:
@@ -218,13 +234,12 @@ class AsyncClient:
             except Retry as exc:
                 await self._pool.release(conn)
                 transparent += 1
-                if not replayable or transparent > self.config.max_transparent_retries:
+                if not replayable or transparent > config.max_transparent_retries:
                     why = "the body cannot be replayed" if not replayable else "too many times"
                     raise StreamResetError(
                         f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
                     ) from None
-                # Refused means busy: back off (10 ms, doubling, up to 1 s) within the deadline.
-                pause = min(1.0, 0.01 * 2 ** (transparent - 1))
+                pause = refused_pause(transparent)  # within the deadline
                 left = remaining(deadline)
                 if left is not None and left <= pause:
                     raise RequestTimeout(f"{exc.reason}; the deadline passed retrying") from None
@@ -247,7 +262,12 @@ class AsyncClient:
             return self._mux_response(conn, head, state, sid, deadline)
 
     def _mux_response(
-        self, conn: AsyncMuxConnection, head: Any, state: Any, sid: int, deadline: float | None
+        self,
+        conn: AsyncMuxConnection,
+        head: ResponseReceived,
+        state: StreamState,
+        sid: int,
+        deadline: float | None,
     ) -> AsyncResponse:
         pool = self._pool
 
@@ -269,13 +289,17 @@ class AsyncClient:
         )
 
     async def _send_classic(
-        self, method: str, target: str, headers: HeaderTypes, body: Any, deadline: float | None
+        self,
+        method: str,
+        target: str,
+        headers: HeaderTypes,
+        body: bytes | Iterable[Chunk] | Readable,
+        deadline: float | None,
     ) -> AsyncResponse:
         if not isinstance(body, bytes):
             # Classic uwsgi frames a body by CONTENT_LENGTH only: it must be known up front.
-            chunks = [body.read()] if hasattr(body, "read") else list(body)
-            body = b"".join(chunks)
-        retries = self.retries
+            body = b"".join(body_chunks(body))
+        retries = self.config.retries
         attempts = 0
         while True:
             endpoint = self.endpoints[self._next_classic % len(self.endpoints)]

@@ -16,16 +16,15 @@ system call for all of them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
 import muxwsgi
 from muxwsgi import (
     TIMEOUT_VAR,
     Connection,
-    ConnectionConfig,
     ConnectionTerminated,
     DataReceived,
     ErrorCode,
@@ -33,7 +32,6 @@ from muxwsgi import (
     ProtocolError,
     ResponseReceived,
     Role,
-    Settings,
     SettingsChanged,
     StreamEnded,
     StreamReset,
@@ -43,6 +41,7 @@ from muxwsgi import (
     describe_peer_bytes,
 )
 
+from .._config import ClientConfig
 from .._exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -54,7 +53,7 @@ from .._exceptions import (
     StreamResetError,
     WriteError,
 )
-from .._models import Endpoint
+from .._models import Chunk, Endpoint, Readable, body_chunks, remaining
 from .._primitives import (
     AsyncBackground,
     AsyncEvent,
@@ -65,7 +64,10 @@ from .._primitives import (
     asyncio_loop,
 )
 
-__all__ = ("AsyncMuxConnection",)
+__all__ = ("AsyncMuxConnection", "StreamState")
+
+#: What a stream's inbox holds, in the order the server sent it.
+StreamEvent = ResponseReceived | DataReceived | StreamEnded | StreamReset
 
 _monotonic = time.monotonic
 _READ_SIZE = 1 << 18
@@ -96,11 +98,7 @@ async def open_stream(endpoint: Endpoint, timeout: float | None) -> AsyncStream:
         ) from None
 
 
-def remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - _monotonic()
-
-
-class _Stream:
+class StreamState:
     """One request's view of the connection: its events, and who waits for them.
 
     The two events are made by the first caller that has to wait (most small requests find
@@ -111,9 +109,9 @@ class _Stream:
 
     __slots__ = ("deadline", "done", "events", "expired", "inbox", "loop", "window")
 
-    def __init__(self, deadline: float | None, loop: Any) -> None:
+    def __init__(self, deadline: float | None, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop  # the connection's asyncio loop, or None (see AsyncEvent)
-        self.inbox: deque[Any] = deque()
+        self.inbox: deque[StreamEvent] = deque()
         self.events: AsyncEvent | None = None  # set when the inbox grows
         self.window: AsyncEvent | None = None  # set when a send window opens
         self.done = False
@@ -149,26 +147,24 @@ class AsyncMuxConnection:
     """A connection to ``endpoint``. Open it with :meth:`open`; close with :meth:`aclose`."""
 
     def __init__(
-        self, endpoint: Endpoint, stream: AsyncStream, background: AsyncBackground, config: Any
+        self,
+        endpoint: Endpoint,
+        stream: AsyncStream,
+        background: AsyncBackground,
+        config: ClientConfig,
     ) -> None:
         self.endpoint = endpoint
         self.url = str(endpoint)  # for every response: formatted once
         self.config = config
         self._stream = stream
         self._background = background
-        self._core = Connection(
-            Role.CLIENT,
-            ConnectionConfig(
-                settings=Settings(initial_window_size=config.stream_window),
-                connection_window_size=config.connection_window,
-            ),
-        )
+        self._core = Connection(Role.CLIENT, config.connection_config())
         self._guard = AsyncGuard()
         self._writing = False  # a caller is writing the outbox (see _flush)
         self._outbox: list[bytes] = []
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         #: Streams with a deadline, which the reader expires (see _expire_deadlines).
-        self._timed: dict[int, _Stream] = {}
+        self._timed: dict[int, StreamState] = {}
         #: Whether the reader's current read is bounded by DEADLINE_TICK: a waiter may then
         #: leave its deadline to the reader instead of arming a timer of its own.
         self._ticking = False
@@ -189,7 +185,11 @@ class AsyncMuxConnection:
 
     @classmethod
     async def open(
-        cls, endpoint: Endpoint, background: AsyncBackground, config: Any, timeout: float | None
+        cls,
+        endpoint: Endpoint,
+        background: AsyncBackground,
+        config: ClientConfig,
+        timeout: float | None,
     ) -> AsyncMuxConnection:
         """Connect, send our PREFACE, start the reader, wait for the server's PREFACE.
 
@@ -201,9 +201,9 @@ class AsyncMuxConnection:
         conn = cls(endpoint, stream, background, config)
         try:
             await conn._flush()
-        except OSError as exc:
+        except WriteError as exc:
             await stream.close()
-            raise ConnectError(f"{endpoint}: {exc.strerror or exc}") from None
+            raise ConnectError(str(exc)) from None
         background.spawn(conn._reader)
         if not await conn._ready.wait(remaining(deadline)):
             await conn.aclose()
@@ -314,22 +314,26 @@ class AsyncMuxConnection:
             stream.wake()
             stream.wake_window()
 
-    def _dispatch(self, events: list[Any]) -> None:
+    def _dispatch(self, events: list[muxwsgi.Event]) -> None:  # not Event: the sync twin's
         streams = self._streams
         for event in events:
-            kind = type(event)
-            if kind is ResponseReceived or kind is DataReceived or kind is StreamEnded:
+            # type(event) each time, not once in a variable: mypy narrows the event on it.
+            if (
+                type(event) is ResponseReceived
+                or type(event) is DataReceived
+                or type(event) is StreamEnded
+            ):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
                     stream.wake()
-            elif kind is StreamReset:
+            elif type(event) is StreamReset:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
                     stream.wake()
                     stream.wake_window()
-            elif kind is WindowUpdated:
+            elif type(event) is WindowUpdated:
                 if event.stream_id == 0:
                     for stream in streams.values():
                         stream.wake_window()
@@ -337,11 +341,11 @@ class AsyncMuxConnection:
                     stream = streams.get(event.stream_id)
                     if stream is not None:
                         stream.wake_window()
-            elif kind is SettingsChanged:
+            elif type(event) is SettingsChanged:
                 self._ready.set()
-            elif kind is PingAcknowledged and event.data == _KEEPALIVE_PING:
+            elif type(event) is PingAcknowledged and event.data == _KEEPALIVE_PING:
                 self._ping_sent = 0.0
-            elif kind is ConnectionTerminated:
+            elif type(event) is ConnectionTerminated:
                 pass  # refused streams were reported as StreamReset; usable turns False
 
     async def _keepalive(self) -> None:
@@ -359,8 +363,9 @@ class AsyncMuxConnection:
         write is already in progress, leave it to that writer, which writes until the outbox
         is empty (so a caller never waits for another's write, and many share one).
 
-        Raises OSError when the write fails; the connection is then failed for every stream
-        (part of a frame may have left: nothing more can be written after it).
+        Raises WriteError when the write fails or exceeds ``write_timeout``; the connection is
+        then failed with it for every stream (part of a frame may have left: nothing more can
+        be written after it).
         """
         outbox = self._outbox
         with self._guard:
@@ -386,7 +391,16 @@ class AsyncMuxConnection:
             # an interrupt with the bytes taken and their fate unknown. Either way the
             # connection cannot go on.
             self._writing = False
-            self._fail(exc if isinstance(exc, Exception) else WriteError("interrupted"))
+            if isinstance(exc, TimeoutError):
+                why = f"no write progress in write_timeout={self.config.write_timeout:g}s"
+            elif isinstance(exc, OSError):
+                why = exc.strerror or str(exc)
+            else:
+                why = "interrupted"
+            error = WriteError(f"{self.endpoint}: {why}")
+            self._fail(error)
+            if isinstance(exc, Exception):
+                raise error from None
             raise
 
     # ---------------------------------------------------------------- one request
@@ -395,9 +409,9 @@ class AsyncMuxConnection:
         self,
         vars: dict[str, str],
         block: VarsBlock | None,
-        body: Any,
+        body: bytes | Iterable[Chunk] | Readable,
         deadline: float | None,
-    ) -> tuple[ResponseReceived, _Stream, int]:
+    ) -> tuple[ResponseReceived, StreamState, int]:
         """Send a request (``vars``, then ``block``'s); return its response head, its stream
         state and its stream id.
 
@@ -409,9 +423,13 @@ class AsyncMuxConnection:
             if timeout <= 0:
                 raise RequestTimeout(f"{self.endpoint}: the deadline passed before sending")
             vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
-        small = body if isinstance(body, bytes) else b""
-        streamed = not isinstance(body, bytes)
-        state = _Stream(deadline, self._loop)
+        # The body goes with the head (small), or after it as the windows allow (streamed).
+        streamed: Iterable[Chunk] | None
+        if isinstance(body, bytes):
+            small, streamed = body, None
+        else:
+            small, streamed = b"", body_chunks(body)
+        state = StreamState(deadline, self._loop)
         with self._guard:
             if self._error is not None:
                 raise Retry(f"{self.endpoint}: the connection is closed")
@@ -420,10 +438,10 @@ class AsyncMuxConnection:
                 self._core.outbound_connection_window,
                 self._core.remote_settings.max_frame_size,
             ):
-                small, streamed, body = b"", True, [body]
+                small, streamed = b"", [small]
             try:
                 sid = self._core.send_request(
-                    vars, body=small, end_stream=not streamed, block=block
+                    vars, body=small, end_stream=streamed is None, block=block
                 )
             except TooManyStreamsError as exc:
                 raise Retry(f"{self.endpoint}: {exc}") from None
@@ -432,13 +450,13 @@ class AsyncMuxConnection:
                 self._timed[sid] = state
         try:
             await self._flush()
-        except OSError as exc:
+        except WriteError:
             # Whether any of it reached the server is unknown: not a transparent retry.
             self._streams.pop(sid, None)
-            raise WriteError(f"{self.endpoint}: {exc.strerror or exc}") from None
+            raise
         try:
-            if streamed:
-                await self._upload(sid, state, body, deadline)
+            if streamed is not None:
+                await self._upload(sid, state, streamed, deadline)
             head = await self.next_event(sid, state, deadline)
         except BaseException:
             await self.cancel(sid)
@@ -447,11 +465,12 @@ class AsyncMuxConnection:
             raise ProtocolViolation(f"{self.endpoint}: stream {sid}: {head!r} before the response")
         return head, state, sid
 
-    async def _upload(self, sid: int, state: _Stream, body: Any, deadline: float | None) -> None:
-        """Send a streamed body as the flow-control windows allow, then END_STREAM."""
+    async def _upload(
+        self, sid: int, state: StreamState, body: Iterable[object], deadline: float | None
+    ) -> None:
+        """Send a streamed body as the flow-control windows allow, then END_STREAM. Raises
+        TypeError for a piece that is not bytes (the caller's types are not trusted)."""
         core = self._core
-        if hasattr(body, "read"):
-            body = _read_in_chunks(body)
         for chunk in body:
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise TypeError(f"request body chunks must be bytes, not {type(chunk).__name__}")
@@ -481,7 +500,9 @@ class AsyncMuxConnection:
             core.end_stream(sid)
         await self._flush()
 
-    async def next_event(self, sid: int, state: _Stream, deadline: float | None) -> Any:
+    async def next_event(
+        self, sid: int, state: StreamState, deadline: float | None
+    ) -> ResponseReceived | DataReceived | StreamEnded:
         """The stream's next event; raise for resets, a dead connection or the deadline."""
         inbox = state.inbox
         while not inbox:
@@ -494,7 +515,7 @@ class AsyncMuxConnection:
                 await self.cancel(sid)
                 raise RequestTimeout(f"{self.endpoint}: stream {sid}: deadline passed")
         event = inbox.popleft()
-        if type(event) is StreamReset:
+        if isinstance(event, StreamReset):  # not type(): mypy narrows the rest on isinstance
             self._forget(sid)
             code = event.error_code
             if code == ErrorCode.REFUSED_STREAM:
@@ -532,10 +553,10 @@ class AsyncMuxConnection:
                     return
                 self._core.reset_stream(sid, ErrorCode.CANCEL)
             await self._flush()
-        except OSError:
+        except WriteError:
             pass
 
-    def take_complete(self, sid: int, state: _Stream) -> bytes | None:
+    def take_complete(self, sid: int, state: StreamState) -> bytes | None:
         """The whole body, if every event up to the end of the stream is already filed (the
         usual case for small responses: no wait, no generator); else None, touching nothing."""
         inbox = state.inbox
@@ -543,10 +564,9 @@ class AsyncMuxConnection:
             return None
         chunks = []
         for event in inbox:
-            kind = type(event)
-            if kind is DataReceived:
+            if type(event) is DataReceived:
                 chunks.append(event.data)
-            elif kind is not StreamEnded:
+            elif type(event) is not StreamEnded:
                 return None
         inbox.clear()
         self._forget(sid)  # ended: the core returned the stream's window credit itself
@@ -558,7 +578,9 @@ class AsyncMuxConnection:
         if state is not None:
             state.done = True
 
-    async def body(self, sid: int, state: _Stream, deadline: float | None) -> AsyncIterator[bytes]:
+    async def body(
+        self, sid: int, state: StreamState, deadline: float | None
+    ) -> AsyncIterator[bytes]:
         """Yield the response body as it arrives, acknowledging what was consumed."""
         if state.done:
             return
@@ -571,8 +593,3 @@ class AsyncMuxConnection:
                     yield event.data
                 if not event.end_stream and event.flow_controlled_length:
                     await self.consumed(sid, event.flow_controlled_length)
-
-
-def _read_in_chunks(file: Any, size: int = 1 << 16) -> Any:
-    while chunk := file.read(size):
-        yield chunk

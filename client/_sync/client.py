@@ -15,11 +15,11 @@ import time
 import weakref
 from collections.abc import Iterator, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Unpack
 
-from muxwsgi import ErrorCode
+from muxwsgi import ErrorCode, ResponseReceived
 
+from .._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from .._exceptions import (
     ConnectError,
     ReadError,
@@ -29,30 +29,30 @@ from .._exceptions import (
     TransportError,
     WriteError,
 )
-from .._models import Endpoint, HeaderTypes, body_size, build_vars, parse_url, request_vars
+from .._models import (
+    Chunk,
+    Endpoint,
+    HeaderTypes,
+    Readable,
+    RequestBody,
+    RequestOptions,
+    body_chunks,
+    body_size,
+    build_vars,
+    parse_url,
+    remaining,
+    request_vars,
+)
 from .._primitives import Background, sleep
+from .._retries import IDEMPOTENT, refused_pause
 from .classic import ClassicExchange
-from .connection import MuxConnection, remaining
+from .connection import MuxConnection, StreamState
 from .pool import Pool
 from .response import Response
 
 __all__ = ("Client",)
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_DEFAULT = object()
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    connect_timeout: float = 10.0
-    write_timeout: float = 30.0
-    max_connections_per_endpoint: int = 2
-    keepalive_interval: float = 0.0  # off; gRPC's minimum is 10 s
-    keepalive_timeout: float = 20.0
-    stream_window: int = 1 << 20
-    connection_window: int = 16 << 20
-    max_transparent_retries: int = 10
 
 
 class Client:
@@ -61,19 +61,26 @@ class Client:
     ``url`` is one URL or a list (one endpoint each; mux endpoints are balanced by least
     outstanding streams). Use it as a context manager, or call :meth:`close`. Safe to share
     between the tasks of one event loop.
+
+    Every keyword is a setting of :class:`~muxwsgi.client._config.ClientConfig`, which says
+    what each does (so does docs/client.md); ``config`` is the one the client runs with.
+    Raises ValueError for a URL or a setting it cannot use.
     """
 
     def __init__(
         self,
         url: str | Iterable[str],
         *,
-        timeout: float | None = None,
-        retries: int = 0,
-        connect_timeout: float = 10.0,
-        max_connections_per_endpoint: int = 2,
-        keepalive_interval: float = 0.0,
-        keepalive_timeout: float = 20.0,
-        max_transparent_retries: int = 10,
+        timeout: float | None = ClientConfig.timeout,
+        retries: int = ClientConfig.retries,
+        connect_timeout: float = ClientConfig.connect_timeout,
+        write_timeout: float = ClientConfig.write_timeout,
+        max_connections_per_endpoint: int = ClientConfig.max_connections_per_endpoint,
+        keepalive_interval: float = ClientConfig.keepalive_interval,
+        keepalive_timeout: float = ClientConfig.keepalive_timeout,
+        stream_window: int = ClientConfig.stream_window,
+        connection_window: int = ClientConfig.connection_window,
+        max_transparent_retries: int = ClientConfig.max_transparent_retries,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -84,13 +91,16 @@ class Client:
             raise ValueError("mix of mux:// and uwsgi:// URLs: use one client per protocol")
         self.endpoints: list[Endpoint] = [endpoint for endpoint, _ in parsed]
         self.protocol = protocols.pop()
-        self.timeout = timeout
-        self.retries = retries
         self.config = ClientConfig(
+            timeout=timeout,
+            retries=retries,
             connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
             max_connections_per_endpoint=max_connections_per_endpoint,
             keepalive_interval=keepalive_interval,
             keepalive_timeout=keepalive_timeout,
+            stream_window=stream_window,
+            connection_window=connection_window,
             max_transparent_retries=max_transparent_retries,
         )
         self._background = Background()
@@ -133,8 +143,8 @@ class Client:
         target: str,
         *,
         headers: HeaderTypes = None,
-        body: Any = b"",
-        timeout: Any = _DEFAULT,
+        body: RequestBody = b"",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> Response:
         """Send a request and read the whole response body (``response.content``)."""
         response = self._send(method, target, headers, body, timeout)
@@ -151,8 +161,8 @@ class Client:
         target: str,
         *,
         headers: HeaderTypes = None,
-        body: Any = b"",
-        timeout: Any = _DEFAULT,
+        body: RequestBody = b"",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> Iterator[Response]:
         """Send a request; the response body streams (``response.iter_bytes()``). Leaving
         the block early resets the stream."""
@@ -162,36 +172,42 @@ class Client:
         finally:
             response.close()
 
-    def get(self, target: str, **kw: Any) -> Response:
+    def get(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("GET", target, **kw)
 
-    def head(self, target: str, **kw: Any) -> Response:
+    def head(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("HEAD", target, **kw)
 
-    def options(self, target: str, **kw: Any) -> Response:
+    def options(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("OPTIONS", target, **kw)
 
-    def post(self, target: str, **kw: Any) -> Response:
+    def post(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("POST", target, **kw)
 
-    def put(self, target: str, **kw: Any) -> Response:
+    def put(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("PUT", target, **kw)
 
-    def patch(self, target: str, **kw: Any) -> Response:
+    def patch(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("PATCH", target, **kw)
 
-    def delete(self, target: str, **kw: Any) -> Response:
+    def delete(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("DELETE", target, **kw)
 
     # ---------------------------------------------------------------- sending
 
     def _send(
-        self, method: str, target: str, headers: HeaderTypes, body: Any, timeout: Any
+        self,
+        method: str,
+        target: str,
+        headers: HeaderTypes,
+        body: RequestBody,
+        timeout: float | UseClientDefault | None,
     ) -> Response:
         if not self._open:
             raise RuntimeError("the client is not open: use it as a context manager")
-        if timeout is _DEFAULT:
-            timeout = self.timeout
+        config = self.config
+        if timeout is USE_CLIENT_DEFAULT:
+            timeout = config.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         method = method.upper()
         if isinstance(body, bytearray | memoryview):
@@ -202,7 +218,7 @@ class Client:
         if self.protocol == "uwsgi":
             return self._send_classic(method, target, headers, body, deadline)
         transparent = 0
-        retries = self.retries
+        retries = config.retries
         while True:
             conn = self._pool.acquire(deadline)
             try:
@@ -219,13 +235,12 @@ class Client:
             except Retry as exc:
                 self._pool.release(conn)
                 transparent += 1
-                if not replayable or transparent > self.config.max_transparent_retries:
+                if not replayable or transparent > config.max_transparent_retries:
                     why = "the body cannot be replayed" if not replayable else "too many times"
                     raise StreamResetError(
                         f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
                     ) from None
-                # Refused means busy: back off (10 ms, doubling, up to 1 s) within the deadline.
-                pause = min(1.0, 0.01 * 2 ** (transparent - 1))
+                pause = refused_pause(transparent)  # within the deadline
                 left = remaining(deadline)
                 if left is not None and left <= pause:
                     raise RequestTimeout(f"{exc.reason}; the deadline passed retrying") from None
@@ -248,7 +263,12 @@ class Client:
             return self._mux_response(conn, head, state, sid, deadline)
 
     def _mux_response(
-        self, conn: MuxConnection, head: Any, state: Any, sid: int, deadline: float | None
+        self,
+        conn: MuxConnection,
+        head: ResponseReceived,
+        state: StreamState,
+        sid: int,
+        deadline: float | None,
     ) -> Response:
         pool = self._pool
 
@@ -270,13 +290,17 @@ class Client:
         )
 
     def _send_classic(
-        self, method: str, target: str, headers: HeaderTypes, body: Any, deadline: float | None
+        self,
+        method: str,
+        target: str,
+        headers: HeaderTypes,
+        body: bytes | Iterable[Chunk] | Readable,
+        deadline: float | None,
     ) -> Response:
         if not isinstance(body, bytes):
             # Classic uwsgi frames a body by CONTENT_LENGTH only: it must be known up front.
-            chunks = [body.read()] if hasattr(body, "read") else list(body)
-            body = b"".join(chunks)
-        retries = self.retries
+            body = b"".join(body_chunks(body))
+        retries = self.config.retries
         attempts = 0
         while True:
             endpoint = self.endpoints[self._next_classic % len(self.endpoints)]

@@ -17,6 +17,8 @@ MARKS: list[str] = []
 INPUT_ERRORS: list[str] = []
 #: Tags of /held responses whose close() was called.
 CLOSED: list[str] = []
+#: /input-error calls and /held responses (by tag) that reached the application.
+STARTED: list[str] = []
 _lock = threading.Lock()
 
 
@@ -45,6 +47,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/marks":
         return _text(start_response, json.dumps(MARKS).encode())
     if path == "/input-error":  # reads the whole declared body; records how that ended
+        with _lock:
+            STARTED.append("input-error")
         try:
             while environ["wsgi.input"].read(65536):
                 pass
@@ -57,10 +61,13 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/input-errors":
         return _text(start_response, json.dumps(INPUT_ERRORS).encode())
     if path == "/held":  # a big response for a client that never reads it
+        tag = query.get("tag", "held")
+        with _lock:
+            STARTED.append(f"held:{tag}")
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return Held(
-            query.get("tag", "held"), int(query.get("n", 1000)), int(query.get("size", 65536))
-        )
+        return Held(tag, int(query.get("n", 1000)), int(query.get("size", 65536)))
     if path == "/held-closed":
         return _text(start_response, json.dumps(CLOSED).encode())
+    if path == "/started":
+        return _text(start_response, json.dumps(STARTED).encode())
     return base_app(environ, start_response)

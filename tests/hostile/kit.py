@@ -10,21 +10,22 @@ which would refuse most of these scripts before they reach the wire).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import msgpack
 
+from benchmarks.hostile import Meter, next_answers
+from benchmarks.hostile import rss_kib as rss_kib  # for the tests
 from muxwsgi import ErrorCode, FrameType, classic
 from muxwsgi._frames import Frame, split_frames
 
-from ..muxclient import RawMux, Reply
+from ..muxclient import RawMux
+from ..servers import until
 
 _U32 = struct.Struct("<I")
 
@@ -173,9 +174,10 @@ class Healthy:
 
     def check(self, since: int, at_least: int = 3, timeout: float = 15.0) -> None:
         """Assert no failure so far and ``at_least`` more answers than ``since``."""
-        deadline = time.monotonic() + timeout
-        while self.ok < since + at_least and not self.failures and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:
+            until(lambda: self.ok >= since + at_least or self.failures, timeout, 0.01)
+        except TimeoutError:
+            pass  # said below
         assert self.failures == [], self.failures
         assert self.ok >= since + at_least, f"the healthy client stalled at {self.ok}"
         assert self.connections == 1
@@ -204,32 +206,6 @@ def marks(address: tuple[str, int]) -> list[str]:
     return json.loads(get(address, "/marks"))
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise LookupError(pid)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def next_answers(client: RawMux, pending: set[int], depth: int) -> list[Reply] | None:
-    """Top ``pending`` up to ``depth`` GET /hello streams, read for up to a second, and return
-    the replies that finished (their streams leave ``pending``); None when the server closed
-    the connection."""
-    while len(pending) < depth:
-        pending.add(client.send("GET", "/hello"))
-    if not client.pump(1.0):
-        return None
-    finished = [sid for sid in pending if client.replies[sid].finished]
-    pending.difference_update(finished)
-    return [client.replies.pop(sid) for sid in finished]
-
-
 def throughput(address: tuple[str, int], seconds: float, depth: int = 8) -> tuple[float, list[str]]:
     """GET /hello on a new mux connection, ``depth`` streams in flight, for ``seconds``:
     (answers per second, failures)."""
@@ -241,56 +217,6 @@ def throughput(address: tuple[str, int], seconds: float, depth: int = 8) -> tupl
         meter.failures.append(f"{type(exc).__name__}: {exc}")
         meter.client.close()
     return rate, meter.failures
-
-
-class Meter:
-    """A healthy mux client on one connection, ``depth`` GET /hello streams always in flight,
-    measured window after window (the connection and its streams carry on between windows)."""
-
-    def __init__(self, address: tuple[str, int], depth: int = 8) -> None:
-        self.client = RawMux(address)
-        self.depth = depth
-        self.failures: list[str] = []
-        self._pending: set[int] = set()
-
-    def run(self, seconds: float) -> float:
-        """Keep the streams going for ``seconds``: answers per second over that time."""
-        client, pending = self.client, self._pending
-        ok = 0
-        started = time.monotonic()
-        deadline = started + seconds
-        try:
-            while time.monotonic() < deadline and not self.failures:
-                replies = next_answers(client, pending, self.depth)
-                if replies is None:
-                    self.failures.append("connection closed by the server")
-                    break
-                for reply in replies:
-                    if reply.status == 200 and reply.body == b"Hello, World!":
-                        ok += 1
-                    else:
-                        self.failures.append(
-                            f"stream {reply.stream_id}: {reply.status} {reply.reset}"
-                        )
-        except Exception as exc:  # reported to the caller
-            self.failures.append(f"{type(exc).__name__}: {exc}")
-        return ok / (time.monotonic() - started)
-
-    def close(self) -> None:
-        try:
-            if not self.failures and not self.client.closed:
-                self.client.wait(*self._pending)
-        finally:
-            self.client.close()
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Pin every thread of process ``pid`` (threads started later inherit it) to ``cpus``."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(task), cpus)
-        except (ProcessLookupError, PermissionError):
-            pass  # a thread that just ended
 
 
 def log_problems(log: str) -> list[str]:

@@ -642,7 +642,7 @@ def test_deployment_defaults(tmp_path: Path) -> None:
     import os
     import stat
 
-    from muxwsgi.server.config import load_config
+    from muxwsgi.server.config_load import load_config
 
     assert load_config(["tests.hostile.apps:app"], {}).bind == ("127.0.0.1:3031",)
     path = tmp_path / "mux.sock"

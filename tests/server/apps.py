@@ -87,9 +87,17 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         time.sleep(float(query.get("s", "0.2")))
         return _text(start_response, b"slept")
     if path == "/wait-cancel":  # waits until the client resets the stream (or 10 s)
-        cancelled = environ["muxwsgi.cancelled"].wait(10)
+        with _waiting_lock:
+            WAITING[0] += 1
+        try:
+            cancelled = environ["muxwsgi.cancelled"].wait(10)
+        finally:
+            with _waiting_lock:
+                WAITING[0] -= 1
         CANCELS.append(cancelled)
         return _text(start_response, b"cancelled" if cancelled else b"not cancelled")
+    if path == "/waiting":  # how many /wait-cancel calls are waiting now
+        return _text(start_response, str(WAITING[0]).encode())
     if path == "/cancels":
         return _text(start_response, json.dumps(CANCELS).encode())
     if path == "/raise":
@@ -147,6 +155,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 CANCELS: list[bool] = []
+WAITING = [0]
+_waiting_lock = threading.Lock()
 
 #: The same application behind wsgiref's validator: every test through it checks PEP 3333
 #: compliance of both sides (the validator raises on any violation, which becomes a 500).

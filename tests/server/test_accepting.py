@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from muxwsgi import classic
 
-from ..servers import start
+from ..servers import ServerProcess, connect, start, until
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +24,28 @@ def answer(sock: socket.socket) -> bytes:
     return b"".join(iter(lambda: sock.recv(65536), b""))
 
 
+def settled(srv: ServerProcess) -> bool:
+    """The readiness probe's connection is gone (it counts too): a figure published after
+    its request was served shows no connection."""
+    worker = srv.worker()
+    return worker["requests"] >= 1 and worker["connections"] == 0
+
+
+def refused(address: tuple[str, int]) -> bool:
+    try:
+        connect(address).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_max_connections_refuses_past_the_limit_and_gives_slots_back(tmp_path: Path) -> None:
     srv = start("tests.server.apps:app", "--workers", "1", "--max-connections", "2",
-                log_dir=tmp_path)  # fmt: skip
+                "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
     try:
-        time.sleep(0.5)  # the readiness probe's connection is closed (it counted too)
+        until(lambda: settled(srv))
         silent = [socket.create_connection(srv.address, timeout=10) for _ in range(2)]
-        time.sleep(0.3)  # both accepted, both waiting for their first bytes
+        until(lambda: srv.worker()["connections"] == 2, what="both accepted")
         for sock in silent:
             sock.setblocking(False)
             with pytest.raises(BlockingIOError):  # still open: no bytes, no EOF
@@ -46,7 +60,7 @@ def test_max_connections_refuses_past_the_limit_and_gives_slots_back(tmp_path: P
         assert "max-connections (2) reached" in srv.log()
         for sock in silent:
             sock.close()
-        time.sleep(0.3)  # the loop notices (their first read sees the close)
+        until(lambda: srv.worker()["connections"] == 0, what="both slots given back")
         # One after the other (served by the thread that writes the response, with the
         # worker idle): each gives its slot back.
         for _ in range(5):
@@ -60,12 +74,17 @@ def test_max_connections_refuses_past_the_limit_and_gives_slots_back(tmp_path: P
 def test_connection_waiting_for_its_first_bytes_is_served_through_a_graceful_stop(
     tmp_path: Path,
 ) -> None:
-    srv = start("tests.server.apps:app", "--workers", "1", log_dir=tmp_path)
+    srv = start("tests.server.apps:app", "--workers", "1",
+                "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
     try:
+        until(lambda: settled(srv))
         with socket.create_connection(srv.address, timeout=10) as sock:
-            time.sleep(0.3)  # accepted; nothing sent yet
+            until(lambda: srv.worker()["connections"] == 1, what="accepted")  # nothing sent yet
             srv.signal(signal.SIGTERM)
-            time.sleep(0.3)
+            # The stop began in the worker once it closed its listening socket (the master
+            # closes its own at once). Stats publish the worker's status about a second
+            # later, which is as long as an idle connection's drain grace lasts.
+            until(lambda: refused(srv.address), what="the listening socket closed")
             sock.sendall(HELLO)  # within the drain grace: still owed an answer
             assert answer(sock).endswith(b"\r\n\r\nHello, World!")
         assert srv.wait(15) == 0

@@ -8,6 +8,7 @@ import importlib.util
 import subprocess
 import sys
 import tomllib
+import typing
 from pathlib import Path
 from types import ModuleType
 
@@ -18,14 +19,13 @@ from muxwsgi.server.config import (
     SETTINGS,
     Config,
     ConfigError,
+    Kind,
     Setting,
-    build_parser,
     config_mismatches,
-    load_config,
-    parse_serve_args,
-    render_config,
-    render_settings_markdown,
 )
+from muxwsgi.server.config_docs import render_settings_markdown
+from muxwsgi.server.config_load import build_parser, load_config, parse_serve_args
+from muxwsgi.server.config_toml import render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.server.apps:app"
@@ -71,6 +71,59 @@ def test_the_consistency_check_catches_each_kind_of_drift() -> None:
     ) in problems
     assert "name 'workers' is used by two settings" in problems
     assert "flag '--workers' is used by two settings" in problems
+    assert "uWSGI ini key 'processes' is used by two settings" in problems
+
+
+def test_the_consistency_check_catches_order_section_and_default_type() -> None:
+    swapped = (SETTINGS[1], SETTINGS[0], *SETTINGS[2:])
+    assert config_mismatches(Config, swapped) == ["Config fields are not in the order of SETTINGS"]
+    misplaced = dataclasses.replace(BY_NAME["workers"], section="Workerz")
+    wrong_kind = dataclasses.replace(BY_NAME["harakiri"], default=0)  # 0 == 0.0, but an int
+    fields = [("workers", int, 1), ("harakiri", float, 0)]
+    config_class = dataclasses.make_dataclass("C", fields, frozen=True)
+    assert config_mismatches(config_class, (misplaced, wrong_kind)) == [
+        "setting 'workers': unknown section 'Workerz'",
+        "setting 'harakiri': default is not of its kind",
+    ]
+    optional = dataclasses.make_dataclass("C", [("workers", int | None, 1)], frozen=True)
+    assert config_mismatches(optional, (BY_NAME["workers"],)) == [
+        "Config.workers is typed int | None, its int setting needs <class 'int'>"
+    ]
+
+
+#: A text and its value for every kind of setting.
+SAMPLES: dict[str, tuple[str, object]] = {
+    "str": ("text", "text"),
+    "int": ("12", 12),
+    "float": ("1.5", 1.5),
+    "size": ("2k", 2048),
+    "bool": ("yes", True),
+    "choice": ("B", "b"),
+    "mode": ("640", 0o640),
+    "address": ("127.0.0.1:1", "127.0.0.1:1"),
+    "addresses": ("127.0.0.1:1,unix:/x", ("127.0.0.1:1", "unix:/x")),
+    "networks": ("10.0.0.0/8", ("10.0.0.0/8",)),
+}
+
+
+@pytest.mark.parametrize("kind", typing.get_args(Kind))
+def test_every_kind_converts_has_a_field_type_and_an_option(kind: Kind) -> None:
+    """A kind added to Kind without its converter, Config field type or --help placeholder
+    fails here (each is a table keyed by kind)."""
+    text, value = SAMPLES[kind]
+    item = Setting("x", "Sockets", value, "X.", kind=kind, choices=("a", "b"))
+    assert item.convert(text, "test") == value
+    field_type = tuple[str, ...] if isinstance(value, tuple) else type(value)
+    config_class = dataclasses.make_dataclass("C", [("x", field_type, value)], frozen=True)
+    assert config_mismatches(config_class, (item,)) == []
+    assert vars(build_parser((item,)).parse_args(["--x", text])) == {
+        "x": [text] if item.is_list else text
+    }
+    assert "--x" in build_parser((item,)).format_help()
+
+
+def test_samples_cover_every_kind() -> None:
+    assert set(SAMPLES) == set(typing.get_args(Kind))
 
 
 def test_defaults() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from muxwsgi.server._ini import IniEntry, parse_ini, read_ini
-from muxwsgi.server.config import SETTINGS, ConfigError, RawValue, load_config
+from muxwsgi.server.config import SETTINGS, ConfigError
+from muxwsgi.server.config_ini import IniEntry, parse_ini, read_ini
+from muxwsgi.server.config_load import load_config
+from muxwsgi.server.config_sources import RawValue
 
 TYPICAL = """\
 ; a typical uWSGI deployment

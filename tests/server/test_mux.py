@@ -16,7 +16,7 @@ from muxwsgi import ErrorCode
 
 from ..core.helpers import spec
 from ..muxclient import RawMux, Reply
-from ..servers import ServerProcess, start
+from ..servers import ServerProcess, start, until
 
 pytestmark = pytest.mark.slow
 
@@ -133,15 +133,10 @@ def test_iterable_close_is_always_called(mux: RawMux) -> None:
 
 def test_reset_cancels_the_application(mux: RawMux) -> None:
     sid = mux.send("GET", "/wait-cancel")
-    time.sleep(0.3)  # let it start waiting
+    until(lambda: mux.request("GET", "/waiting").body == b"1", what="the call waiting")
     mux.conn.reset_stream(sid, ErrorCode.CANCEL)
     mux.flush()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        cancels = json.loads(mux.request("GET", "/cancels").body)
-        if cancels:
-            break
-        time.sleep(0.05)
+    cancels = until(lambda: json.loads(mux.request("GET", "/cancels").body), 5)
     assert cancels[-1] is True  # environ["muxwsgi.cancelled"] was set by the RESET
 
 

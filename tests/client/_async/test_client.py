@@ -17,10 +17,12 @@ from muxwsgi.client import (
     ReadError,
     RequestTimeout,
     StreamResetError,
+    WriteError,
 )
 
 from ...core.helpers import spec
 from ...servers import ServerProcess
+from ..conftest import CoreServer
 
 pytestmark = pytest.mark.slow
 
@@ -189,3 +191,20 @@ async def test_several_endpoints_one_dead(mux_url: str) -> None:
     async with AsyncClient(["mux://127.0.0.1:1", mux_url], connect_timeout=2) as client:
         for _ in range(10):
             assert (await client.get("/hello")).status == 200
+
+
+@pytest.mark.anyio
+async def test_the_windows_reach_the_server(core_server: CoreServer) -> None:
+    windows = {"stream_window": 3 << 16, "connection_window": 5 << 20}
+    async with AsyncClient(core_server.url, timeout=10, **windows) as client:
+        assert (await client.get("/")).content == b"ok"
+    assert core_server.seen == windows
+
+
+@pytest.mark.anyio
+async def test_a_write_without_progress_fails_at_write_timeout(stalled_server: CoreServer) -> None:
+    # The server stops reading: the body fills the sockets' buffers, and the write waits.
+    # Without the setting, the write would wait 30 s and the server give up first.
+    async with AsyncClient(stalled_server.url, write_timeout=0.5) as client:
+        with pytest.raises(WriteError, match=r"write_timeout=0\.5s"):
+            await client.post("/", body=bytes(64 << 20))

@@ -18,10 +18,12 @@ from muxwsgi.client import (
     ReadError,
     RequestTimeout,
     StreamResetError,
+    WriteError,
 )
 
 from ...core.helpers import spec
 from ...servers import ServerProcess
+from ..conftest import CoreServer
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +178,18 @@ def test_several_endpoints_one_dead(mux_url: str) -> None:
     with Client(["mux://127.0.0.1:1", mux_url], connect_timeout=2) as client:
         for _ in range(10):
             assert (client.get("/hello")).status == 200
+
+
+def test_the_windows_reach_the_server(core_server: CoreServer) -> None:
+    windows = {"stream_window": 3 << 16, "connection_window": 5 << 20}
+    with Client(core_server.url, timeout=10, **windows) as client:
+        assert (client.get("/")).content == b"ok"
+    assert core_server.seen == windows
+
+
+def test_a_write_without_progress_fails_at_write_timeout(stalled_server: CoreServer) -> None:
+    # The server stops reading: the body fills the sockets' buffers, and the write waits.
+    # Without the setting, the write would wait 30 s and the server give up first.
+    with Client(stalled_server.url, write_timeout=0.5) as client:
+        with pytest.raises(WriteError, match=r"write_timeout=0\.5s"):
+            client.post("/", body=bytes(64 << 20))

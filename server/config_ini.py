@@ -1,8 +1,8 @@
-"""Read a uWSGI ini file, so that moving from uWSGI starts with ``--ini uwsgi.ini``.
+"""The uWSGI ini file (``--ini FILE``): moving from uWSGI starts with ``--ini uwsgi.ini``.
 
 Only the ``[uwsgi]`` section is read. Keys may repeat (several ``socket =`` lines), so this is
 a line reader, not configparser's dict. Which ini keys map to which setting is declared in the
-settings table (``Setting.ini`` in config.py); this module adds what is not a plain copy:
+settings table (``Setting.ini`` in config.py); this source adds what is not a plain copy:
 
 * ``module`` + ``callable`` (default ``application``) become ``app``; ``wsgi-file`` +
   ``callable`` become ``wsgi_file`` and ``app`` (then just the attribute name);
@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from muxwsgi.server.config import SETTINGS, ConfigError, Layer, RawValue, Setting
+from muxwsgi.server.config import SETTINGS, ConfigError, Setting
+from muxwsgi.server.config_sources import Layer, RawValue
 from muxwsgi.server.importer import DEFAULT_ATTRIBUTE
 
-__all__ = ("IniEntry", "IniSettings", "map_ini", "parse_ini", "read_ini")
+__all__ = ("INI_KEYS", "NO_OPS", "IniEntry", "IniSettings", "map_ini", "parse_ini", "read_ini")
 
 log = logging.getLogger("muxwsgi.config")
 
 #: Ini key -> setting, from the table.
-_KEYS: dict[str, Setting] = {key: item for item in SETTINGS for key in item.ini}
+INI_KEYS: Mapping[str, Setting] = {key: item for item in SETTINGS for key in item.ini}
 #: Accepted without a warning: the master is always on, the rest is what we do anyway.
 NO_OPS = frozenset({"master", "die-on-term", "vacuum", "enable-threads"})
 #: What a key written without "= value" means (uWSGI: a bare chmod-socket is 666).
@@ -119,7 +121,7 @@ def map_ini(entries: list[IniEntry], path: str) -> IniSettings:
             )
         if key in NO_OPS:
             continue
-        item = _KEYS.get(key)
+        item = INI_KEYS.get(key)
         if key == "callable" or (item is not None and item.name in ("app", "wsgi_file")):
             special[item.name if item is not None else key] = entry
             continue

@@ -1,8 +1,12 @@
 """Flood attackers, each in its own process (so that its CPU and the GIL are not the healthy
-client's): ``python -m tests.hostile.attack KIND HOST PORT SECONDS`` floods for SECONDS, opening
-a new connection whenever the server closes one, and prints what it did as JSON.
-``python -m tests.hostile.attack --switched KIND HOST PORT`` takes turns as told on stdin:
-burning one CPU (the control) or flooding (see :func:`switched`).
+client's)::
+
+    python -m benchmarks.attack KIND HOST PORT [--seconds S] [--closed N] [--parallel P]
+
+floods on P connections at once (default 1), each opening a new connection whenever the server
+closes one, until S seconds pass or the server has closed N connections in all, and prints what
+it did as JSON. ``--switched`` takes turns as told on stdin instead: burning one CPU (the
+control) or flooding (see :func:`switched`).
 
 KIND is one of: rapid-reset (HEADERS then RESET, stream after stream: CVE-2023-44487), ping
 (CVE-2019-9512), settings (CVE-2019-9515), empty (empty DATA frames on an open stream:
@@ -11,6 +15,7 @@ CVE-2019-9518).
 
 from __future__ import annotations
 
+import argparse
 import json
 import queue
 import socket
@@ -96,8 +101,8 @@ class Flooder:
         self.kind = kind
         self.address = address
         self.sent = self.connections = 0
-        #: Connections the flooder closed itself (its run ended), not the server.
-        self.cut = 0
+        #: Connections the flooder closed itself (its run ended), and those the server closed.
+        self.cut = self.closed = 0
         self.goaways: Counter[str] = Counter()
 
     def run(self, stop: Callable[[], bool]) -> None:
@@ -130,6 +135,7 @@ class Flooder:
             finally:
                 sock.close()
             self.cut += not closed
+            self.closed += closed
             frames_seen, _ = split_frames(bytes(received))
             for frame in frames_seen:
                 if frame.type == FrameType.GOAWAY:
@@ -138,15 +144,45 @@ class Flooder:
 
     def figures(self, seconds: float) -> dict[str, object]:
         return {"kind": self.kind, "frames": self.sent, "connections": self.connections,
-                "cut": self.cut, "goaways": dict(self.goaways), "seconds": seconds}  # fmt: skip
+                "cut": self.cut, "closed": self.closed, "goaways": dict(self.goaways),
+                "seconds": seconds}  # fmt: skip
 
 
-def flood(kind: str, address: tuple[str, int], seconds: float) -> dict[str, object]:
-    """Flood until ``seconds`` pass; reconnect whenever the server closes the connection."""
-    deadline = time.monotonic() + seconds
-    flooder = Flooder(kind, address)
-    flooder.run(lambda: time.monotonic() >= deadline)
-    return flooder.figures(seconds)
+def run_all(flooders: list[Flooder], stop: Callable[[], bool]) -> None:
+    """Run ``flooders`` at once, each in a thread, until ``stop()`` says so."""
+    threads = [threading.Thread(target=f.run, args=(stop,)) for f in flooders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def figures(flooders: list[Flooder], seconds: float) -> dict[str, object]:
+    """What ``flooders`` did in all, over ``seconds`` of flooding."""
+    out = flooders[0].figures(seconds)
+    for other in flooders[1:]:
+        for key in ("frames", "connections", "cut", "closed"):
+            out[key] += other.figures(0)[key]  # type: ignore[operator]
+        out["goaways"] = dict(Counter(out["goaways"]) + other.goaways)  # type: ignore[arg-type]
+    out["parallel"] = len(flooders)
+    return out
+
+
+def flood(
+    kind: str, address: tuple[str, int], seconds: float, parallel: int = 1, closed: int = 0
+) -> dict[str, object]:
+    """Flood on ``parallel`` connections at once, each reconnecting whenever the server closes
+    it, until ``seconds`` pass or (``closed`` > 0) the server has closed that many."""
+    started = time.monotonic()
+    deadline = started + seconds
+    flooders = [Flooder(kind, address) for _ in range(parallel)]
+
+    def stop() -> bool:
+        done = closed and sum(f.closed for f in flooders) >= closed
+        return bool(done) or time.monotonic() >= deadline
+
+    run_all(flooders, stop)
+    return figures(flooders, time.monotonic() - started)
 
 
 def switched(kind: str, address: tuple[str, int], parallel: int = 1) -> dict[str, object]:
@@ -170,26 +206,13 @@ def switched(kind: str, address: tuple[str, int], parallel: int = 1) -> dict[str
         print(f"ok {command}", flush=True)
         started = time.monotonic()
         if command == "flood":
-            threads = [
-                threading.Thread(target=f.run, args=(lambda: not commands.empty(),))
-                for f in flooders
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            run_all(flooders, lambda: not commands.empty())
             flooding += time.monotonic() - started
         else:
             while commands.empty():
                 pass  # burn
         command = commands.get()
-    figures = flooders[0].figures(flooding)
-    for other in flooders[1:]:
-        for key in ("frames", "connections", "cut"):
-            figures[key] += other.figures(0)[key]  # type: ignore[operator]
-        figures["goaways"] = dict(Counter(figures["goaways"]) + other.goaways)  # type: ignore[arg-type]
-    figures["parallel"] = parallel
-    return figures
+    return figures(flooders, flooding)
 
 
 class _Stopped(Exception):
@@ -219,15 +242,24 @@ def _drain(sock: socket.socket, received: bytearray) -> bool:
         received += data
 
 
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.attack", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("kind", choices=[*KINDS, "burn"])
+    ap.add_argument("host")
+    ap.add_argument("port", type=int)
+    ap.add_argument("--seconds", type=float, default=10.0, help="flood this long at most")
+    ap.add_argument("--closed", type=int, default=0, help="stop once the server closed this many")
+    ap.add_argument("--parallel", type=int, default=1, help="connections flooding at once")
+    ap.add_argument("--switched", action="store_true", help="take turns as told on stdin")
+    args = ap.parse_args(argv)
+    address = (args.host, args.port)
+    if args.kind == "burn":
+        return burn(args.seconds)
+    if args.switched:
+        return switched(args.kind, address, args.parallel)
+    return flood(args.kind, address, args.seconds, args.parallel, args.closed)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--switched":
-        kind, host, port = sys.argv[2:5]
-        parallel = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-        print(json.dumps(switched(kind, (host, int(port)), parallel)), flush=True)
-        sys.exit()
-    kind, host, port, seconds = sys.argv[1:5]
-    if kind == "burn":
-        result = burn(float(seconds))
-    else:
-        result = flood(kind, (host, int(port)), float(seconds))
-    print(json.dumps(result), flush=True)
+    print(json.dumps(main()), flush=True)
