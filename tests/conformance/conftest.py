@@ -8,7 +8,7 @@ shape).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +20,10 @@ APP = "tests.conformance.app:app"
 #: and threads to spare for the cases that hold some.
 SERVER_ARGS = ("--threads", "24", "--max-concurrent-streams", "16")
 #: The server for the timeout cases: every timeout short (the checks run about once a second).
-TIMEOUTS = 1.0
 SLOW_SERVER_ARGS = (
     "--threads", "8", "--header-timeout", "1", "--body-timeout", "1", "--idle-timeout", "1",
     "--stuck-window-timeout", "1",
 )  # fmt: skip
-
-Connect = Callable[..., Peer]
 
 
 @pytest.fixture(scope="session")
@@ -55,40 +52,53 @@ def served(srv: ServerProcess, workers: list[int]) -> None:
     assert srv.worker_pids() == workers, "the worker was replaced: it crashed during the case"
 
 
-def _connector(request: pytest.FixtureRequest, srv: ServerProcess) -> Iterator[Connect]:
-    peers: list[Peer] = []
-    workers = srv.worker_pids()
+class Connector:
+    """Opens connections to one server for a case, and checks them when the case ends."""
 
-    def connect(
-        settings: dict[int, int] | None = None, *, answer: bool = True, preface: bool = True
+    def __init__(self, srv: ServerProcess) -> None:
+        self.srv = srv
+        self.peers: list[Peer] = []
+        self.workers = srv.worker_pids()
+
+    def __call__(
+        self, settings: dict[int, int] | None = None, *, answer: bool = True, preface: bool = True
     ) -> Peer:
-        peer = Peer.connect(srv.address, settings, answer=answer) if preface else Peer(srv.address)
-        peers.append(peer)
+        address = self.srv.address
+        peer = Peer.connect(address, settings, answer=answer) if preface else Peer(address)
+        return self.adopt(peer)
+
+    def adopt(self, peer: Peer) -> Peer:
+        """Check ``peer`` (opened elsewhere) with this case's connections."""
+        self.peers.append(peer)
         return peer
 
-    yield connect
-    for peer in peers:
-        peer.close()
-    violations = [v for peer in peers for v in peer.violations]
-    assert violations == [], f"the server broke a sender's rule: {violations}"
-    served(srv, workers)
+    def finish(self) -> None:
+        for peer in self.peers:
+            peer.close()
+        violations = [v for peer in self.peers for v in peer.violations]
+        assert violations == [], f"the server broke a sender's rule: {violations}"
+        served(self.srv, self.workers)
 
 
 @pytest.fixture
-def connect(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[Connect]:
+def connect(server: ServerProcess) -> Iterator[Connector]:
     """``connect(settings=None, answer=True, preface=True)``: a new connection to the shared
     server; with ``preface``, our PREFACE is sent and the server's read (and ACKed if
     ``answer``)."""
-    yield from _connector(request, server)
+    connector = Connector(server)
+    yield connector
+    connector.finish()
 
 
 @pytest.fixture
-def connect_slow(request: pytest.FixtureRequest, slow_server: ServerProcess) -> Iterator[Connect]:
+def connect_slow(slow_server: ServerProcess) -> Iterator[Connector]:
     """``connect`` to the server with short timeouts."""
-    yield from _connector(request, slow_server)
+    connector = Connector(slow_server)
+    yield connector
+    connector.finish()
 
 
 @pytest.fixture
-def peer(connect: Connect) -> Peer:
+def peer(connect: Connector) -> Peer:
     """A connection after the handshake with default settings."""
     return connect()

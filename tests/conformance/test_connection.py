@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from .conftest import Connect
+from .conftest import Connector
 from .peer import Peer, app_saw, spec
 from .wire import (
     ACK,
@@ -29,6 +29,7 @@ from .wire import (
     reset,
     settings,
     settings_list,
+    uwsgi_request,
     window_update,
 )
 
@@ -44,7 +45,7 @@ S6_DEFECT = (
 
 
 @spec("G-1", "P-4", "W-1")
-def test_G1_integers_are_little_endian(connect: Connect) -> None:
+def test_G1_integers_are_little_endian(connect: Connector) -> None:
     """INITIAL_WINDOW_SIZE 0x0000012C read little-endian is 300; read big-endian it would be
     vastly more, and the whole 1000-byte body would come at once."""
     peer = connect({S.INITIAL_WINDOW_SIZE: 300})
@@ -68,17 +69,13 @@ def test_G2_stream_id_above_max_is_a_connection_error(peer: Peer) -> None:
 
 
 @spec("D-1")
-def test_D1_first_byte_chooses_the_protocol(connect: Connect) -> None:
+def test_D1_first_byte_chooses_the_protocol(connect: Connector) -> None:
     http = connect(preface=False)
     http.sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     reply = http.read_raw()
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"Hello, conformance!")
     classic = connect(preface=False)
-    block = b"".join(
-        struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
-        for k, v in [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/hello")]
-    )
-    classic.sock.sendall(struct.pack("<BHB", 0, len(block), 0) + block)
+    classic.sock.sendall(uwsgi_request("/hello"))
     reply = classic.read_raw()
     assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"Hello, conformance!")
     mux = connect()  # 0x24: the PREFACE
@@ -92,7 +89,7 @@ def test_D1_first_byte_chooses_the_protocol(connect: Connect) -> None:
     ids=["HEADERS", "SETTINGS", "PING", "byte-1", "byte-7f", "lowercase"],
 )
 def test_D3_a_first_frame_other_than_preface_is_closed_without_reply(
-    connect: Connect, first: bytes
+    connect: Connector, first: bytes
 ) -> None:
     peer = connect(preface=False)
     peer.sock.sendall(first)
@@ -113,7 +110,7 @@ def test_F1_length_counts_the_payload_only(peer: Peer) -> None:
 
 
 @spec("F-3", "E-5", "X-2")
-def test_F3_data_above_the_enforced_max_frame_size(connect: Connect) -> None:
+def test_F3_data_above_the_enforced_max_frame_size(connect: Connector) -> None:
     """Until our ACK arrives, the server enforces the default MAX_FRAME_SIZE, 16384 ([E-5])."""
     peer = connect(answer=False)
     assert peer.server_settings[S.MAX_FRAME_SIZE] > 16384  # advertised, not yet enforced
@@ -122,7 +119,7 @@ def test_F3_data_above_the_enforced_max_frame_size(connect: Connect) -> None:
 
 
 @spec("F-3", "E-5")
-def test_F3_data_up_to_the_advertised_max_frame_size_once_acknowledged(connect: Connect) -> None:
+def test_F3_data_up_to_the_advertised_max_frame_size_once_acknowledged(connect: Connector) -> None:
     peer = connect({S.INITIAL_WINDOW_SIZE: 1 << 20})
     size = peer.server_settings[S.MAX_FRAME_SIZE]
     peer.send(headers(1, request_vars("POST", "/echo", size), end=False))
@@ -165,7 +162,7 @@ def test_F5_undefined_flag_bits_are_ignored(peer: Peer) -> None:
 
 
 @spec("F-6")
-def test_F6_bytes_split_anywhere_give_the_same_result(connect: Connect) -> None:
+def test_F6_bytes_split_anywhere_give_the_same_result(connect: Connector) -> None:
     peer = connect(preface=False)
     script = (
         preface()
@@ -214,7 +211,7 @@ def test_F8_a_payload_of_the_wrong_length(peer: Peer, ftype: int, length: int) -
 
 
 @spec("F-8", "P-2")
-def test_F8_a_preface_shorter_than_the_magic(connect: Connect) -> None:
+def test_F8_a_preface_shorter_than_the_magic(connect: Connector) -> None:
     peer = connect(preface=False)
     peer.send(frame(T.PREFACE, 0, 0, b"muxws"))
     assert peer.next_frame().type == T.PREFACE  # the server's own, first
@@ -228,7 +225,7 @@ def test_F9_the_kind_of_stream_is_checked_before_the_length(peer: Peer) -> None:
 
 
 @spec("F-9", "F-3")
-def test_F9_the_length_is_checked_before_the_stream(connect: Connect) -> None:
+def test_F9_the_length_is_checked_before_the_stream(connect: Connector) -> None:
     peer = connect(answer=False)  # MAX_FRAME_SIZE 16384 enforced
     peer.send(data(2, b"x" * 16385))  # oversized, and on an idle (even) stream
     peer.connection_error(E.FRAME_SIZE_ERROR)
@@ -264,7 +261,7 @@ def test_F9_concurrency_is_checked_before_the_payload(peer: Peer) -> None:
 
 
 @spec("P-1")
-def test_P1_the_server_preface_comes_first(connect: Connect) -> None:
+def test_P1_the_server_preface_comes_first(connect: Connector) -> None:
     peer = connect(preface=False)
     peer.send(preface(), ping(b"1st ping"), get(1))
     first = peer.next_frame()
@@ -278,7 +275,7 @@ def test_P1_the_server_preface_comes_first(connect: Connect) -> None:
     [b"muxwsgi/2", b"MUXWSGI/1", b"muxwsgi/0" + settings_list({1: 5}), b"GET / HTTP/1.1\r\n\r\n"],
     ids=["version-2", "uppercase", "version-0", "http"],
 )
-def test_P2_a_wrong_magic_gets_a_preface_then_goaway(connect: Connect, magic: bytes) -> None:
+def test_P2_a_wrong_magic_gets_a_preface_then_goaway(connect: Connector, magic: bytes) -> None:
     peer = connect(preface=False)
     peer.send(frame(T.PREFACE, 0, 0, magic))
     assert peer.next_frame().type == T.PREFACE
@@ -286,7 +283,7 @@ def test_P2_a_wrong_magic_gets_a_preface_then_goaway(connect: Connect, magic: by
 
 
 @spec("P-2", "E-1")
-def test_P2_muxwsgi_10_is_version_1_with_a_bad_settings_list(connect: Connect) -> None:
+def test_P2_muxwsgi_10_is_version_1_with_a_bad_settings_list(connect: Connector) -> None:
     peer = connect(preface=False)
     peer.send(frame(T.PREFACE, 0, 0, b"muxwsgi/10"))
     assert peer.next_frame().type == T.PREFACE
@@ -300,7 +297,7 @@ def test_P3_a_second_preface(peer: Peer) -> None:
 
 
 @spec("P-4", "E-2")
-def test_P4_preface_settings_are_checked_like_settings(connect: Connect) -> None:
+def test_P4_preface_settings_are_checked_like_settings(connect: Connector) -> None:
     peer = connect(preface=False)
     peer.send(preface({S.MAX_FRAME_SIZE: 100}))
     assert peer.next_frame().type == T.PREFACE
@@ -308,7 +305,7 @@ def test_P4_preface_settings_are_checked_like_settings(connect: Connect) -> None
 
 
 @spec("P-4", "E-4")
-def test_P4_preface_settings_are_acknowledged(connect: Connect) -> None:
+def test_P4_preface_settings_are_acknowledged(connect: Connector) -> None:
     for settings_ in (None, {S.INITIAL_WINDOW_SIZE: 1000}):
         peer = connect(settings_)
         peer.barrier()
@@ -316,7 +313,7 @@ def test_P4_preface_settings_are_acknowledged(connect: Connect) -> None:
 
 
 @spec("P-5")
-def test_P5_requests_may_follow_the_preface_at_once(connect: Connect) -> None:
+def test_P5_requests_may_follow_the_preface_at_once(connect: Connector) -> None:
     peer = connect(preface=False)
     peer.send(preface(), get(1), get(3, "/echo"))
     assert peer.response(1).status == 200
@@ -408,7 +405,7 @@ def test_K1_a_ping_ack_is_not_answered(peer: Peer) -> None:
 
 
 @spec("K-2")
-def test_K2_ping_ack_goes_before_queued_data(connect: Connect) -> None:
+def test_K2_ping_ack_goes_before_queued_data(connect: Connector) -> None:
     peer = connect({S.INITIAL_WINDOW_SIZE: 0})
     peer.send(get(1, "/big?n=50000"))
     peer.expect(T.HEADERS, 1)

@@ -7,7 +7,7 @@ import json
 import msgpack
 import pytest
 
-from .conftest import Connect
+from .conftest import Connector
 from .peer import Peer, app_saw, spec
 from .wire import E, S, T, data, get, head_payload, headers, request_vars
 
@@ -151,7 +151,7 @@ def test_H4_more_vars_than_max_headers_count(peer: Peer) -> None:
 
 
 @spec("H-4", "E-5")
-def test_H4_until_acknowledged_the_default_max_headers_size_applies(connect: Connect) -> None:
+def test_H4_until_acknowledged_the_default_max_headers_size_applies(connect: Connector) -> None:
     peer = connect(answer=False)
     assert peer.server_settings[S.MAX_HEADERS_SIZE] < 40000
     peer.send(headers(1, padded(40000)))  # within the default 65535

@@ -248,3 +248,24 @@ def decode_response_head(payload: bytes) -> tuple[int, str, list[tuple[str, str]
     if any(name == "" for name in fields[0::2]):
         raise ValueError("an empty field name [H-3]")
     return status, reason, list(zip(fields[0::2], fields[1::2], strict=True))
+
+
+# ---------------------------------------------------------------- classic uwsgi (§12)
+
+
+def uwsgi_vars(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """A vars block: (u16le key size, key, u16le value size, value), repeated."""
+    return b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v for k, v in pairs)
+
+
+def uwsgi_packet(block: bytes, modifier1: int = 0, datasize: int | None = None) -> bytes:
+    """A classic request header (modifier1, u16le datasize, modifier2 0) and its vars block."""
+    size = len(block) if datasize is None else datasize
+    return struct.pack("<BHB", modifier1, size, 0) + block
+
+
+def uwsgi_request(path: str, body: bytes = b"", **extra: str) -> bytes:
+    items = {"REQUEST_METHOD": "POST" if body else "GET", "PATH_INFO": path,
+             "CONTENT_LENGTH": str(len(body)) if body else "", **extra}  # fmt: skip
+    block = uwsgi_vars([(k.encode("latin-1"), v.encode("latin-1")) for k, v in items.items()])
+    return uwsgi_packet(block) + body
