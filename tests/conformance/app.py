@@ -50,6 +50,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return _reply(start_response, json.dumps(found).encode())
     if path == "/deadline":  # how the server exposes MUXWSGI_TIMEOUT_MS ([T-2])
         return _reply(start_response, repr(environ.get("muxwsgi.deadline")).encode())
+    if path == "/fields":  # n response header fields
+        fields = [
+            (f"X-Field-{i}", "v" * int(query.get("size", "1"))) for i in range(int(query["n"]))
+        ]
+        start_response("200 OK", [("Content-Length", "2"), *fields])
+        return [b"ok"]
     if path == "/big":  # n bytes, in one piece
         return _reply(start_response, b"x" * int(query.get("n", "100000")))
     if path == "/stream":  # n chunks of size bytes, delay seconds apart

@@ -128,9 +128,10 @@ def test_W4_a_window_update_of_0_on_the_connection(peer: Peer) -> None:
     peer.connection_error(E.PROTOCOL_ERROR)
 
 
-@spec("W-5", "X-3")
-def test_W5_a_stream_window_above_the_maximum(peer: Peer) -> None:
-    peer.send(get(1, "/sleep?s=0.3"), window_update(1, MAX_WINDOW - 65535 + 1))
+@spec("W-5", "W-4", "X-3")
+@pytest.mark.parametrize("increment", [MAX_WINDOW - 65535 + 1, 2**31, 2**32 - 1])
+def test_W5_a_stream_window_above_the_maximum(peer: Peer, increment: int) -> None:
+    peer.send(get(1, "/sleep?s=0.3"), window_update(1, increment))
     peer.stream_error(1, E.FLOW_CONTROL_ERROR)
 
 
@@ -142,7 +143,13 @@ def test_W5_the_connection_window_above_the_maximum(peer: Peer) -> None:
     peer.connection_error(E.FLOW_CONTROL_ERROR)
 
 
-@spec("W-6", "R-3")
+@spec("W-5", "W-4")
+def test_W5_an_increment_with_the_top_bit_set(peer: Peer) -> None:
+    peer.send(window_update(0, 2**31))  # no reserved bit: not an increment of 0
+    peer.connection_error(E.FLOW_CONTROL_ERROR)
+
+
+@spec("W-6", "W-7", "R-3")
 def test_W6_data_on_a_closed_stream_counts_and_its_credit_comes_back(peer: Peer) -> None:
     window = receive_window(peer)
     frame_size = peer.server_settings[S.MAX_FRAME_SIZE]
@@ -152,6 +159,7 @@ def test_W6_data_on_a_closed_stream_counts_and_its_credit_comes_back(peer: Peer)
     while not returned:
         f = peer.expect(T.WINDOW_UPDATE)
         returned += u32(f.payload) if f.stream_id == 0 else 0
+    assert returned >= window // 2  # [W-7]: in large increments
     # Spend the credit that came back: without it, this would overrun the window.
     size = min(returned, peer.server_settings[S.INITIAL_WINDOW_SIZE])
     peer.send(headers(3, request_vars("POST", "/sleep?s=0", size), end=False))

@@ -158,6 +158,23 @@ def test_H4_until_acknowledged_the_default_max_headers_size_applies(connect: Con
     assert peer.response(1).status == 200
 
 
+@spec("H-4")
+@pytest.mark.parametrize(
+    ("limit", "path"),
+    [
+        ({S.MAX_HEADERS_COUNT: 10}, "/fields?n=20"),
+        ({S.MAX_HEADERS_SIZE: 512}, "/fields?n=5&size=200"),
+    ],
+    ids=["count", "size"],
+)
+def test_H4_a_response_head_over_our_limits_is_not_sent(
+    connect: Connector, limit: dict[int, int], path: str
+) -> None:
+    peer = connect(limit)
+    assert peer.request(1, path).reset == E.INTERNAL_ERROR
+    assert [f for f in peer.log if f.type == T.HEADERS] == []  # and peer.py checks the sizes
+
+
 # ---------------------------------------------------------------- [H-5]
 
 
@@ -165,6 +182,7 @@ def test_H4_until_acknowledged_the_default_max_headers_size_applies(connect: Con
 def test_H5_a_second_headers_on_an_open_half(peer: Peer) -> None:
     post = request_vars("POST", "/echo")
     peer.send(headers(1, post, end=False), headers(1, post, end=False))
+    peer.send(data(1, b"in flight", end=True))  # the stream is closed by then: ignored ([R-3])
     peer.stream_error(1, E.PROTOCOL_ERROR)
 
 

@@ -132,7 +132,7 @@ def test_C2_a_stream_beyond_max_concurrent_streams_is_refused(peer: Peer) -> Non
     held = [2 * i + 1 for i in range(limit)]
     peer.send(*[post(sid) for sid in held])
     refused = 2 * limit + 1
-    peer.send(get(refused))
+    peer.send(post(refused), data(refused, b"in flight", end=True))  # DATA: late, ignored
     peer.stream_error(refused, E.REFUSED_STREAM)
     peer.send(data(held[0], b"still served", end=True))  # the others carry on
     assert peer.response(held[0]).body == b"still served"
