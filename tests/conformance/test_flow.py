@@ -92,7 +92,8 @@ def test_W2_end_stream_goes_out_on_a_closed_window(connect: Connector) -> None:
 def test_W3_data_beyond_the_stream_window(peer: Peer) -> None:
     window = peer.server_settings[S.INITIAL_WINDOW_SIZE]
     frame_size = peer.server_settings[S.MAX_FRAME_SIZE]
-    peer.send(headers(1, request_vars("POST", "/sleep?s=0.5"), end=False))
+    # An application that does not read: its window only closes.
+    peer.send(headers(1, request_vars("POST", "/sleep?s=3"), end=False))
     peer.send(*upload(1, window + 1, frame_size))
     peer.stream_error(1, E.FLOW_CONTROL_ERROR)
 
@@ -107,12 +108,12 @@ def test_W3_data_beyond_the_connection_window(peer: Peer) -> None:
     left = window
     while left:  # fill the connection window, no stream beyond its own
         size = min(left, per_stream)
-        frames += [headers(sid, request_vars("POST", "/sleep?s=2"), end=False)]
+        frames += [headers(sid, request_vars("POST", "/sleep?s=5"), end=False)]
         frames += upload(sid, size, frame_size)
         left -= size
         sid += 2
     peer.send(*frames)
-    peer.send(headers(sid, request_vars("POST", "/sleep?s=2"), end=False), data(sid, b"1"))
+    peer.send(headers(sid, request_vars("POST", "/sleep?s=5"), end=False), data(sid, b"1"))
     assert peer.connection_error(E.FLOW_CONTROL_ERROR) < sid  # never handed to the application
 
 

@@ -112,7 +112,7 @@ SCENARIOS: dict[str, tuple[dict[int, int] | None, str, Callable[[Peer], None]]] 
     "idle-body": (None, "full", lambda peer: peer.send(
         headers(1, request_vars("POST", "/echo", 10), end=False), data(1, b"12345"))),
     "idle": (None, "full", _idle),
-    "busy": (None, "full", lambda peer: peer.send(get(1, "/stream?n=2&size=1&delay=2.5"))),
+    "busy": (None, "full", lambda peer: peer.send(get(1, "/stream?n=2&size=1&delay=3.5"))),
     "stuck": ({S.INITIAL_WINDOW_SIZE: 0}, "full", _stuck),
     "reopened": ({S.INITIAL_WINDOW_SIZE: 100}, "full", _reopened),
 }  # fmt: skip

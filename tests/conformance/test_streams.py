@@ -146,7 +146,7 @@ def test_C3_handlers_still_running_after_a_reset_count(peer: Peer) -> None:
     server's; a new stream is refused until the handlers finish."""
     limit = peer.server_settings[S.MAX_CONCURRENT_STREAMS]
     running = [2 * i + 1 for i in range(limit)]
-    peer.send(*[get(sid, "/stream?n=2&size=1&delay=1.5") for sid in running])
+    peer.send(*[get(sid, "/stream?n=2&size=1&delay=3") for sid in running])
     for sid in running:  # each handler has started: it sent its first chunk
         while not peer.streams[sid].body:
             peer.next_frame()
