@@ -298,6 +298,15 @@ class Peer:
             self.next_frame(timeout)
         return stream
 
+    def blocked_at(self, stream_id: int, size: int) -> None:
+        """Read the stream's DATA until ``size`` bytes of body came, and show that no more
+        comes (the windows we granted allow no more)."""
+        stream = self.streams[stream_id]
+        while len(stream.body) < size:
+            self.expect(T.DATA, stream_id)
+        self.barrier()
+        assert len(stream.body) == size, f"{len(stream.body)} bytes of body, expected {size}"
+
     def request(self, stream_id: int, path: str = "/hello", **extra: str) -> Stream:
         self.send(get(stream_id, path, **extra))
         return self.response(stream_id)

@@ -50,11 +50,7 @@ def test_G1_integers_are_little_endian(connect: Connector) -> None:
     vastly more, and the whole 1000-byte body would come at once."""
     peer = connect({S.INITIAL_WINDOW_SIZE: 300})
     peer.send(get(1, "/big?n=1000"))
-    peer.expect(T.HEADERS, 1)
-    peer.barrier()
-    assert len(peer.streams[1].body) <= 300
-    while len(peer.streams[1].body) < 300:
-        peer.expect(T.DATA, 1)
+    peer.blocked_at(1, 300)
     peer.send(window_update(1, 700))
     assert peer.response(1).body == b"x" * 1000
 

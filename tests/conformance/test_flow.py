@@ -73,10 +73,7 @@ def test_X4_a_stream_error_leaves_the_other_streams_alone(peer: Peer) -> None:
 def test_W1_the_connection_window_starts_at_65535(connect: Connector) -> None:
     peer = connect({S.INITIAL_WINDOW_SIZE: MAX_WINDOW})
     peer.send(get(1, "/big?n=100000"))
-    while len(peer.streams[1].body) < CONNECTION_WINDOW:
-        peer.expect(T.DATA, 1)
-    peer.barrier()
-    assert len(peer.streams[1].body) == CONNECTION_WINDOW  # whatever INITIAL_WINDOW_SIZE says
+    peer.blocked_at(1, CONNECTION_WINDOW)  # whatever INITIAL_WINDOW_SIZE says
     peer.send(window_update(0, 100000 - CONNECTION_WINDOW))
     assert len(peer.response(1).body) == 100000
 

@@ -106,10 +106,7 @@ def test_E4_values_apply_in_order(peer: Peer) -> None:
     peer.send(settings([(S.INITIAL_WINDOW_SIZE, 10), (S.INITIAL_WINDOW_SIZE, 300)]))
     peer.barrier()
     peer.send(get(1, "/big?n=1000"))
-    while len(peer.streams[1].body) < 300:
-        peer.expect(T.DATA, 1)
-    peer.barrier()
-    assert len(peer.streams[1].body) == 300
+    peer.blocked_at(1, 300)
     peer.send(window_update(1, 700))
     assert len(peer.response(1).body) == 1000
 
@@ -139,10 +136,8 @@ def blocked_echo(peer: Peer) -> None:
     """Stream 1: a 1000-byte response blocked after 100 bytes on our INITIAL_WINDOW_SIZE."""
     peer.send(settings({S.INITIAL_WINDOW_SIZE: 100}))
     peer.send(get(1, "/big?n=1000"))
-    while len(peer.streams[1].body) < 100:
-        peer.expect(T.DATA, 1)
-    peer.barrier()
-    assert (len(peer.streams[1].body), peer.streams[1].window) == (100, 0)
+    peer.blocked_at(1, 100)
+    assert peer.streams[1].window == 0
 
 
 @spec("E-7")
@@ -164,13 +159,10 @@ def test_E7_raising_initial_window_size_wakes_a_blocked_stream(peer: Peer) -> No
 def test_E7_a_window_may_go_negative(peer: Peer) -> None:
     peer.send(settings({S.INITIAL_WINDOW_SIZE: 1000}))
     peer.send(get(1, "/big?n=3000"))
-    while len(peer.streams[1].body) < 1000:
-        peer.expect(T.DATA, 1)
+    peer.blocked_at(1, 1000)
     peer.send(settings({S.INITIAL_WINDOW_SIZE: 0}))  # the window: 0 - 1000
-    peer.barrier()
     peer.send(window_update(1, 1000))  # back to 0: still nothing to send
-    peer.barrier()
-    assert len(peer.streams[1].body) == 1000
+    peer.blocked_at(1, 1000)
     peer.send(window_update(1, 2000))
     assert len(peer.response(1).body) == 3000
 
