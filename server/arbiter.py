@@ -95,7 +95,7 @@ class Arbiter:
         self._pids: dict[int, int] = {}
         self.exit_code: int | None = None
         self._signals: list[int] = []
-        self._signal_numbers = [getattr(signal, f"SIG{name}") for name in self.SIGNALS]
+        self._signal_numbers = [signal.Signals[f"SIG{name}"] for name in self.SIGNALS]
         self._wake_r = self._wake_w = -1
         self.stats_server: StatsServer | None = None
         self.started = time.time()
