@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
 
 from muxwsgi import (
     MAX_STREAM_ID,
@@ -23,6 +23,7 @@ from muxwsgi import (
     ConnectionTerminated,
     DataReceived,
     ErrorCode,
+    Event,
     FloodError,
     FloodLimits,
     PingAcknowledged,
@@ -34,8 +35,9 @@ from muxwsgi import (
     WindowUpdated,
 )
 
+from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange, InputStream
-from ..wsgi import ResponseHead
+from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
 
 __all__ = ("MuxProtocol", "connection_config")
@@ -116,7 +118,7 @@ class _FloodLog:
 _flood_log = _FloodLog()
 
 
-def connection_config(config: Any) -> ConnectionConfig:
+def connection_config(config: Config) -> ConnectionConfig:
     """The core's configuration for server connections, from the server settings."""
     return ConnectionConfig(
         settings=Settings(
@@ -246,20 +248,19 @@ class MuxProtocol(BaseProtocol):
             else:
                 self.ctx.loop.call_soon(self._next_turn)
 
-    def _handle(self, events: list[Any]) -> None:
+    def _handle(self, events: list[Event]) -> None:
         for event in events:
-            kind = type(event)
-            if kind is RequestReceived:
+            if type(event) is RequestReceived:
                 self._on_request(event)
-            elif kind is DataReceived:
+            elif type(event) is DataReceived:
                 self._on_data(event)
-            elif kind is StreamReset:
+            elif type(event) is StreamReset:
                 self._on_reset(event.stream_id)
-            elif kind is WindowUpdated:
+            elif type(event) is WindowUpdated:
                 self._pump(None if event.stream_id == 0 else event.stream_id)
-            elif kind is ConnectionTerminated:
+            elif type(event) is ConnectionTerminated:
                 self._maybe_close()
-            elif kind is PingAcknowledged and event.data == _DRAIN_PING:
+            elif type(event) is PingAcknowledged and event.data == _DRAIN_PING:
                 self._final_goaway()
 
     def _protocol_error(self, exc: ProtocolError) -> None:
@@ -303,8 +304,9 @@ class MuxProtocol(BaseProtocol):
             )
             self.conn.reset_stream(sid, ErrorCode.NO_ERROR)  # stop the upload (RFC 9113 8.1)
             return
+        wsgi_input: ReadableInput
         if event.end_stream:
-            wsgi_input: Any = EMPTY_INPUT
+            wsgi_input = EMPTY_INPUT
         else:
             wsgi_input = InputStream(self._consumer(sid), self._body_timeout)
             self.body_bytes[sid] = 0
@@ -318,13 +320,13 @@ class MuxProtocol(BaseProtocol):
     def _submit_new(self) -> None:
         submit = self.runner.submit
         for exchange in self._new:
-            if exchange.cancelled.is_set():
+            if exchange.cancelled.fired:
                 self.active -= 1  # reset before it was ever queued: nothing will report done
             else:
                 submit(exchange)
         self._new.clear()
 
-    def _consumer(self, sid: int) -> Any:
+    def _consumer(self, sid: int) -> Callable[[int], None]:
         post = self.runner.post
         ack = self._ack
 
@@ -367,7 +369,11 @@ class MuxProtocol(BaseProtocol):
 
     # ---------------------------------------------------------------- output (Sink)
 
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+    def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        self._send_whole(exchange, head, body)
+        self.done(exchange)
+
+    def _send_whole(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         sid = exchange.key
         conn = self.conn
         if not conn.is_open(sid):
@@ -388,7 +394,7 @@ class MuxProtocol(BaseProtocol):
         outbox.ended = True
         self._pump(sid)
 
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+    def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         sid = exchange.key
         if not self.conn.is_open(sid):
             return
@@ -400,7 +406,7 @@ class MuxProtocol(BaseProtocol):
         self.outboxes[sid] = _Outbox()
         self.runner.dirty.add(self)
 
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+    def send_chunk(self, exchange: Exchange, chunk: bytes) -> None:
         outbox = self.outboxes.get(exchange.key)
         if outbox is None:  # the stream is gone; wake the application so it notices
             exchange.sent(len(chunk))
@@ -408,13 +414,13 @@ class MuxProtocol(BaseProtocol):
         outbox.chunks.append(chunk)
         self._pump(exchange.key)
 
-    def on_end(self, exchange: Exchange) -> None:
+    def end_response(self, exchange: Exchange) -> None:
         outbox = self.outboxes.get(exchange.key)
         if outbox is not None:
             outbox.ended = True
             self._pump(exchange.key)
 
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
+    def abort_response(self, exchange: Exchange, reason: str) -> None:
         sid = exchange.key
         self.outboxes.pop(sid, None)
         if self.conn.is_open(sid):
@@ -422,7 +428,7 @@ class MuxProtocol(BaseProtocol):
             self.conn.reset_stream(sid, code)
             self.runner.dirty.add(self)
 
-    def on_done(self, exchange: Exchange) -> None:
+    def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         self.active -= 1
         sid = exchange.key
