@@ -9,6 +9,7 @@ from typing import cast
 
 from ..config import Config
 from ..dispatch import AppRunner
+from .flood import FloodGovernor
 
 __all__ = ("BaseProtocol", "ServerContext")
 
@@ -26,7 +27,8 @@ LINGER = 2.0
 
 
 class ServerContext:
-    """A worker's shared state, read by every connection: config, runner, live connections."""
+    """A worker's shared state, read by every connection: config, runner, live connections,
+    and the flood governor that gives flooding connections their turns."""
 
     def __init__(self, config: Config, runner: AppRunner, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
@@ -35,6 +37,7 @@ class ServerContext:
         self.connections: set[BaseProtocol] = set()
         #: Set when the worker stops accepting work (graceful stop or reload).
         self.draining = False
+        self.flood = FloodGovernor(loop, config.flood_turn_interval)
 
 
 class BaseProtocol(asyncio.Protocol):
