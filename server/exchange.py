@@ -59,6 +59,11 @@ class Cancelled(Exception):
     """Internal: stop iterating a response whose stream is gone."""
 
 
+#: Taken to create a CancelFlag's condition, once per flag that is ever waited on: never on
+#: the path of a request whose application does not wait.
+_CONDITION_CREATION = threading.Lock()
+
+
 class CancelFlag:
     """``environ["muxwsgi.cancelled"]``: set when the client resets the stream or goes away,
     or when the request's deadline passes.
@@ -66,7 +71,8 @@ class CancelFlag:
     It offers threading.Event's ``is_set()`` and ``wait(timeout)``, and :attr:`fired`, the
     same answer as ``is_set()`` as a plain attribute for the server's per-request checks. Its
     condition is created only when someone waits, because most requests never look at it and
-    an Event costs a Condition per request.
+    an Event costs a Condition per request. The creation holds a module-wide lock: two threads
+    waiting at once must share one condition, or ``set()`` would wake the waiters of only one.
     """
 
     __slots__ = ("_cond", "fired")
@@ -80,6 +86,8 @@ class CancelFlag:
         return self.fired
 
     def set(self) -> None:
+        # fired is written before _cond is read, and wait() writes _cond before it reads
+        # fired (under the condition): if this sees no condition yet, the waiter sees fired.
         self.fired = True
         cond = self._cond
         if cond is not None:
@@ -89,11 +97,15 @@ class CancelFlag:
     def wait(self, timeout: float | None = None) -> bool:
         if self.fired:
             return True
-        if self._cond is None:
-            self._cond = threading.Condition(threading.Lock())
-        with self._cond:
+        cond = self._cond
+        if cond is None:
+            with _CONDITION_CREATION:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition(threading.Lock())
+        with cond:
             if not self.fired:
-                self._cond.wait(timeout)
+                cond.wait(timeout)
         return self.fired
 
 
