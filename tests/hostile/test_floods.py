@@ -198,7 +198,7 @@ def test_control_frame_floods(server: ServerProcess, kind: str) -> None:
 
 def test_rapid_reset_storm(server: ServerProcess) -> None:
     """Rapid reset on STORM connections at once, each reconnecting after its GOAWAY: past half
-    of their allowances they share one penalty lane (server/protocols/mux.py), so opening
+    of their allowances they share one penalty lane (server/protocols/flood.py), so opening
     more connections buys a flooder no more of the worker."""
     figures = alternate(server, "rapid-reset", RAPID_RESET_TURN, ROUNDS, STORM)
     check_attack_was_stopped(figures, server)
