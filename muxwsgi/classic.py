@@ -16,11 +16,12 @@ import struct
 from collections.abc import Iterable, Mapping
 
 from ._errors import ErrorCode, InvalidVarsError, LocalProtocolError
-from ._vars import check_names_and_text, pairs_to_dict
+from ._vars import check_names_and_text, pairs_to_dict, parse_content_length
 
 __all__ = (
     "MAX_VARS_SIZE",
     "PACKET_HEADER",
+    "content_length",
     "decode_vars",
     "encode_request",
     "encode_vars",
@@ -38,6 +39,16 @@ def parse_packet_header(header: bytes) -> tuple[int, int, int]:
     """Return (modifier1, datasize, modifier2) of a 4-byte packet header."""
     modifier1, datasize, modifier2 = PACKET_HEADER.unpack(header)
     return modifier1, datasize, modifier2
+
+
+def content_length(vars: Mapping[str, str]) -> int:
+    """The body size a classic request announces: its CONTENT_LENGTH var, read as strictly as
+    the mux core reads it (1 to 18 ASCII digits), or 0 when absent or empty (nginx sends
+    ``CONTENT_LENGTH ""`` for a GET). The body is exactly that many bytes after the vars block.
+
+    Raises :class:`InvalidVarsError` for any other value ("+1", " 5", "1e3", "5, 5", ...).
+    """
+    return parse_content_length(vars.get("CONTENT_LENGTH")) or 0
 
 
 def encode_vars(vars: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:

@@ -1,11 +1,11 @@
 """Run WSGI calls on a fixed pool of threads; bring their results back to the loop in batches.
 
 Why batches: handing each request to a thread with ``loop.run_in_executor`` and waking the loop
-once per result cost ~90 us of server CPU per request on the reference machine (a future, a
-callback and a self-pipe write per request). Here application threads take work from a
+once per result costs a future, a callback and a self-pipe write per request, several times
+the rest of a small request's server CPU. Here application threads take work from a
 ``SimpleQueue`` (a C queue) and append their results to a deque; the loop is woken once per
 *batch* (the first result schedules a drain; the rest ride along), handles every result, and
-writes each connection's output once. A prototype of this design measured ~23 us per request.
+writes each connection's output once.
 
 The pool size bounds the number of *running* application calls, whatever the number of open
 streams: a stream reset by the client frees its protocol slot at once, but its call keeps its
@@ -23,27 +23,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TypeVarTuple
 
+from ._types import WSGIApplication
+from .exchange import Exchange
+from .interfaces import Flushable
 from .logs import AccessLog
 from .wsgi import ErrorStream, constant_environ
 
-if TYPE_CHECKING:
-    from ._types import WSGIApplication
-    from .exchange import Exchange
-
-__all__ = ("AppRunner", "Flushable")
+__all__ = ("AppRunner",)
 
 log = logging.getLogger("muxwsgi.error")
+_Args = TypeVarTuple("_Args")
 #: post_quiet results that wake the loop after all (one wake-up per this many requests).
 _QUIET_BATCH = 64
-
-
-class Flushable:
-    """A protocol whose output the runner writes once after a batch (see AppRunner.dirty)."""
-
-    def flush(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 class AppRunner:
@@ -85,7 +78,7 @@ class AppRunner:
         # Per application thread: whether it waits for work. One entry per thread, written by
         # that thread only, so no locking.
         self._waiting = [False] * threads
-        self._results: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._results: deque[tuple[Callable[..., None], tuple[object, ...]]] = deque()
         self._wakeup_pending = False
         #: Protocols that queued output while results were handled; flushed once per batch.
         self.dirty: set[Flushable] = set()
@@ -120,7 +113,8 @@ class AppRunner:
         return f"{self._id_prefix}{next(self._id_counter):x}"
 
     def done(self, exchange: Exchange) -> None:
-        """An exchange finished on its thread (called by the protocols' on_done)."""
+        """An exchange finished on its thread (called by the protocols' ``respond`` and
+        ``done``, see :class:`~muxwsgi.server.interfaces.Sink`)."""
         self.active -= 1
         self.requests += 1
         if self.access_log is not None and exchange.started:
@@ -184,7 +178,7 @@ class AppRunner:
 
     # ---------------------------------------------------------------- application threads
 
-    def post(self, func: Callable[..., None], *args: Any) -> None:
+    def post(self, func: Callable[[*_Args], None], /, *args: *_Args) -> None:
         """Run ``func(*args)`` on the loop thread, in order with the other posted calls."""
         self._results.append((func, args))
         if not self._wakeup_pending:
@@ -194,7 +188,7 @@ class AppRunner:
             except RuntimeError:  # the loop is closed: the worker is exiting
                 pass
 
-    def post_quiet(self, func: Callable[..., None], *args: Any) -> None:
+    def post_quiet(self, func: Callable[[*_Args], None], /, *args: *_Args) -> None:
         """Like :meth:`post`, but without waking the loop: for bookkeeping nobody waits for.
 
         It runs with the next batch, once _QUIET_BATCH are waiting, or at the latest on the

@@ -1,15 +1,16 @@
 """One request's life on the application thread, and what it shares with the event loop.
 
 An :class:`Exchange` is created on the loop thread when a request head arrives and is queued for
-an application thread, which runs the WSGI application and hands its results back to the loop
-through :meth:`AppRunner.post <muxwsgi.server.dispatch.AppRunner.post>`. Only plain attribute
-writes and the per-exchange condition variable cross threads; every protocol object is touched
-by the loop thread alone.
+an application thread, which runs the WSGI application and hands its results to the protocol
+that owns the request (its :class:`~muxwsgi.server.interfaces.Sink`) through
+:meth:`AppRunner.post <muxwsgi.server.dispatch.AppRunner.post>`. Only plain attribute writes and
+the per-exchange condition variables cross threads; every protocol object is touched by the
+loop thread alone.
 
-The common case is kept short: a body-less request answered by a list of byte strings becomes a
-single ``complete`` message carrying the whole response. Anything else (``write()``, generators,
-file wrappers, request bodies) takes the streaming path, which blocks the application thread when
-the peer is not reading (a bounded send buffer per stream, PROTOCOL.md [L-3]).
+The common case is kept short: a request answered by a list of byte strings becomes a single
+``respond`` message carrying the whole response. Anything else (``write()``, generators, file
+wrappers) takes the streaming path, which blocks the application thread when the peer is not
+reading (a bounded send buffer per stream, PROTOCOL.md [L-3]).
 """
 
 from __future__ import annotations
@@ -19,19 +20,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVarTuple
 
+from .interfaces import Post, Runner, Sink
 from .wsgi import (
     HeadersError,
+    ReadableInput,
     ResponseHead,
     StartResponse,
     close_iterable,
     prepare_environ,
 )
-
-if TYPE_CHECKING:
-    from .dispatch import AppRunner
-    from .protocols.base import Sink
 
 __all__ = (
     "CancelFlag",
@@ -44,6 +43,7 @@ __all__ = (
 
 log = logging.getLogger("muxwsgi.error")
 _monotonic = time.monotonic
+_Args = TypeVarTuple("_Args")
 _INTERNAL_ERROR_HEAD = ResponseHead(
     500, "Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "21")]
 )
@@ -59,40 +59,54 @@ class Cancelled(Exception):
     """Internal: stop iterating a response whose stream is gone."""
 
 
+#: Taken to create a CancelFlag's condition, once per flag that is ever waited on: never on
+#: the path of a request whose application does not wait.
+_CONDITION_CREATION = threading.Lock()
+
+
 class CancelFlag:
     """``environ["muxwsgi.cancelled"]``: set when the client resets the stream or goes away,
     or when the request's deadline passes.
 
-    It offers threading.Event's ``is_set()`` and ``wait(timeout)`` but creates its lock only
-    when someone waits, because most requests never look at it and an Event costs a Condition
-    per request.
+    It offers threading.Event's ``is_set()`` and ``wait(timeout)``, and :attr:`fired`, the
+    same answer as ``is_set()`` as a plain attribute for the server's per-request checks. Its
+    condition is created only when someone waits, because most requests never look at it and
+    an Event costs a Condition per request. The creation holds a module-wide lock: two threads
+    waiting at once must share one condition, or ``set()`` would wake the waiters of only one.
     """
 
-    __slots__ = ("_cond", "_set")
+    __slots__ = ("_cond", "fired")
 
     def __init__(self) -> None:
-        self._set = False
+        #: True once :meth:`set` was called.
+        self.fired = False
         self._cond: threading.Condition | None = None
 
     def is_set(self) -> bool:
-        return self._set
+        return self.fired
 
     def set(self) -> None:
-        self._set = True
+        # fired is written before _cond is read, and wait() writes _cond before it reads
+        # fired (under the condition): if this sees no condition yet, the waiter sees fired.
+        self.fired = True
         cond = self._cond
         if cond is not None:
             with cond:
                 cond.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._set:
+        if self.fired:
             return True
-        if self._cond is None:
-            self._cond = threading.Condition(threading.Lock())
-        with self._cond:
-            if not self._set:
-                self._cond.wait(timeout)
-        return self._set
+        cond = self._cond
+        if cond is None:
+            with _CONDITION_CREATION:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition(threading.Lock())
+        with cond:
+            if not self.fired:
+                cond.wait(timeout)
+        return self.fired
 
 
 class EmptyInput:
@@ -212,9 +226,9 @@ class Exchange:
     """One request: created by a protocol on the loop thread, run by :meth:`run` on an
     application thread.
 
-    ``sink`` is the protocol's loop-side half; every message to it goes through
-    ``runner.post``. ``key`` identifies the request for the sink (the stream id on a mux
-    connection).
+    ``sink`` is the protocol's loop-side half; every message to it goes through ``post``
+    (``runner.post`` unless the sink lives on the application thread, see :func:`call_now`).
+    ``key`` identifies the request for the sink (the stream id on a mux connection).
     """
 
     __slots__ = (
@@ -239,20 +253,20 @@ class Exchange:
 
     def __init__(
         self,
-        runner: AppRunner,
-        sink: Sink,
+        runner: Runner,
+        sink: Sink[Exchange],
         key: int,
         environ: dict[str, Any],
-        wsgi_input: Any,
+        wsgi_input: ReadableInput,
         deadline: float | None,
         protocol_name: str,
-        post: Callable[..., None] | None = None,
+        post: Post | None = None,
     ) -> None:
         self.runner = runner
         self.sink = sink
         #: How the application thread hands a message to the sink: ``runner.post`` (run on the
         #: loop) unless the sink lives on the application thread (see call_now).
-        self.post = runner.post if post is None else post
+        self.post: Post = runner.post if post is None else post
         self.key = key
         self.environ = environ
         self.input = wsgi_input
@@ -266,7 +280,9 @@ class Exchange:
         self.status = 0
         self.sent_bytes = 0
         # Response bytes posted to the loop and not yet accepted by the protocol; the
-        # condition exists only once the response streams.
+        # condition exists only once the response streams. Only the application thread
+        # creates it, before it posts the first chunk: the loop's cancel() may miss it, but
+        # cancel() sets the flag first, which the thread checks under the condition.
         self._buffered = 0
         self._cond: threading.Condition | None = None
         # Body bytes streamed so far, checked against a declared Content-Length.
@@ -301,13 +317,13 @@ class Exchange:
         runner = self.runner
         post = self.post
         sink = self.sink
-        if self.cancelled._set:
-            post(sink.on_done, self)
+        if self.cancelled.fired:
+            post(sink.done, self)
             return
         now = _monotonic()
         if self.deadline is not None and now >= self.deadline:
-            post(sink.on_abort, self, "deadline")
-            post(sink.on_done, self)
+            post(sink.abort_response, self, "deadline")
+            post(sink.done, self)
             return
         self.started = now
         environ = prepare_environ(
@@ -326,7 +342,7 @@ class Exchange:
         )
         start = self._start = StartResponse(self._write)
         result: Iterable[bytes] | None = None
-        finished = False  # on_finished was posted: it includes on_done
+        responded = False  # respond was posted: it ends the exchange, no done follows
         try:
             result = runner.app(environ, start)
             if type(result) is list or type(result) is tuple:
@@ -343,15 +359,15 @@ class Exchange:
                     self.status = head.status
                     self.sent_bytes = len(body)
                     result = None  # an exact list or tuple has no close() to call
-                    # One message for the whole exchange: response and done together.
-                    post(sink.on_finished, self, head, body)
-                    finished = True
+                    # One message for the whole exchange: response and its end together.
+                    post(sink.respond, self, head, body)
+                    responded = True
                     return
             self._stream(result, start)
         except Cancelled:
             pass
         except BaseException as exc:
-            self._fail(exc, start)
+            responded = self._fail(exc, start)
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -359,9 +375,9 @@ class Exchange:
                 try:
                     close_iterable(result)
                 except Exception:
-                    log.exception("%s: the response iterable's close() raised", self._where())
-            if not finished:
-                post(sink.on_done, self)
+                    log.exception("%s: the response iterable's close() raised", self.describe())
+            if not responded:
+                post(sink.done, self)
 
     def _fix_length(self, head: ResponseHead, body: bytes) -> bytes:
         """Content-Length disagrees with the body: send what was declared, never more.
@@ -374,7 +390,7 @@ class Exchange:
         if len(body) > declared:
             log.error(
                 "%s: the application sent %d body bytes but declared Content-Length %d; cut",
-                self._where(),
+                self.describe(),
                 len(body),
                 declared,
             )
@@ -388,8 +404,9 @@ class Exchange:
         post = self.post
         sink = self.sink
         head_only = self.environ["REQUEST_METHOD"] == "HEAD"
+        cancelled = self.cancelled
         for chunk in result:
-            if self.cancelled._set:
+            if cancelled.fired:
                 raise Cancelled
             if not chunk:
                 continue
@@ -401,11 +418,11 @@ class Exchange:
         if not start.head_sent:
             start.head_sent = True
             self.status = start.head.status
-            post(sink.on_head, self, start.head)
+            post(sink.send_head, self, start.head)
         declared = start.head.content_length
         if declared is not None and not head_only and self._declared_sent < declared:
             raise _ShortBody(b"")
-        post(sink.on_end, self)
+        post(sink.end_response, self)
 
     def _send_chunk(self, chunk: bytes, start: StartResponse, head_only: bool) -> None:
         head = start.head
@@ -416,7 +433,7 @@ class Exchange:
         if not start.head_sent:
             start.head_sent = True
             self.status = head.status
-            post(sink.on_head, self, head)
+            post(sink.send_head, self, head)
         if head_only:
             return
         declared = head.content_length
@@ -425,7 +442,7 @@ class Exchange:
             if len(chunk) > room:
                 log.error(
                     "%s: the application sent more than its Content-Length %d; cut",
-                    self._where(),
+                    self.describe(),
                     declared,
                 )
                 chunk = chunk[:room]
@@ -435,15 +452,16 @@ class Exchange:
         cond = self._cond
         assert cond is not None
         limit = self.runner.send_buffer_size
+        cancelled = self.cancelled
         with cond:
             # Backpressure: wait while this stream already has a full buffer in flight.
-            while self._buffered >= limit and not self.cancelled._set:
+            while self._buffered >= limit and not cancelled.fired:
                 cond.wait()
-            if self.cancelled._set:
+            if cancelled.fired:
                 raise Cancelled
             self._buffered += len(chunk)
         self.sent_bytes += len(chunk)
-        post(sink.on_chunk, self, chunk)
+        post(sink.send_chunk, self, chunk)
 
     def _write(self, data: bytes) -> None:
         """The legacy ``write()`` callable returned by start_response."""
@@ -451,7 +469,7 @@ class Exchange:
             self._cond = threading.Condition(threading.Lock())
         if type(data) is not bytes:
             raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        if self.cancelled._set:
+        if self.cancelled.fired:
             raise ClientDisconnected("the client reset the stream or closed the connection")
         start = self._start
         assert start is not None
@@ -461,33 +479,37 @@ class Exchange:
             except Cancelled:
                 raise ClientDisconnected("the client went away") from None
 
-    def _fail(self, exc: BaseException, start: StartResponse) -> None:
-        """The application (or its response) failed: a 500 if nothing was sent, else abort."""
+    def _fail(self, exc: BaseException, start: StartResponse) -> bool:
+        """The application (or its response) failed: a 500 if nothing was sent, else abort.
+        Returns whether it responded (which ends the exchange)."""
         post = self.post
+        sink = self.sink
         if isinstance(exc, _ShortBody):
             if not start.head_sent and start.head is not None:
                 start.head_sent = True
-                post(self.sink.on_head, self, start.head)
+                post(sink.send_head, self, start.head)
                 if exc.body:
-                    post(self.sink.on_chunk, self, exc.body)
-            log.error("%s: the response is shorter than its Content-Length", self._where())
-            post(self.sink.on_abort, self, "short body")
-            return
+                    post(sink.send_chunk, self, exc.body)
+            log.error("%s: the response is shorter than its Content-Length", self.describe())
+            post(sink.abort_response, self, "short body")
+            return False
         log.error(
             "%s: the application raised; %s",
-            self._where(),
+            self.describe(),
             "answering 500" if not start.head_sent else "aborting the response",
             exc_info=(type(exc), exc, exc.__traceback__),
         )
         self.runner.exceptions += 1
         if start.head_sent:
-            post(self.sink.on_abort, self, "application error")
-        else:
-            self.status = 500
-            self.sent_bytes = len(_INTERNAL_ERROR_BODY)
-            post(self.sink.on_complete, self, _INTERNAL_ERROR_HEAD, _INTERNAL_ERROR_BODY)
+            post(sink.abort_response, self, "application error")
+            return False
+        self.status = 500
+        self.sent_bytes = len(_INTERNAL_ERROR_BODY)
+        post(sink.respond, self, _INTERNAL_ERROR_HEAD, _INTERNAL_ERROR_BODY)
+        return True
 
-    def _where(self) -> str:
+    def describe(self) -> str:
+        """The request in a log line: method, URI, protocol and stream."""
         env = self.environ
         return (
             f"{env.get('REQUEST_METHOD', '?')} {env.get('REQUEST_URI') or env.get('PATH_INFO', '')}"
@@ -495,7 +517,7 @@ class Exchange:
         )
 
 
-def call_now(func: Callable[..., None], *args: Any) -> None:
+def call_now(func: Callable[[*_Args], None], /, *args: *_Args) -> None:
     """``Exchange.post`` for a sink that runs on the application thread itself."""
     func(*args)
 

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from .config import Config
+
 __all__ = ("AccessLog", "reopen_logs", "setup_logging")
 
 _FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -19,7 +21,7 @@ def _handler(target: str | None) -> logging.Handler:
     return logging.FileHandler(target, encoding="utf-8")
 
 
-def setup_logging(config: Any) -> None:
+def setup_logging(config: Config) -> None:
     """Configure ``muxwsgi.error`` (and ``muxwsgi.config``) and, if enabled, ``muxwsgi.access``."""
     error = logging.getLogger("muxwsgi")
     error.handlers[:] = [_handler(config.error_log)]
@@ -55,7 +57,7 @@ def reopen_logs() -> None:
 class AccessLog:
     """One line per request, text or JSON, when ``--access-log`` is set."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.logger = logging.getLogger("muxwsgi.access")
         self.json = config.log_format == "json"
         self.enabled = bool(config.access_log)

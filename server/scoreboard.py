@@ -79,11 +79,6 @@ class Scoreboard:
             slot.retire_reason,
         )
 
-    def set_status(self, index: int, status: WorkerStatus) -> None:
-        slot = self.read(index)
-        slot.status = status
-        self.write(index, slot)
-
     def free_index(self) -> int | None:
         for index in range(self.size):
             if self.read(index).status is WorkerStatus.FREE:

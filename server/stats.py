@@ -11,14 +11,16 @@ import os
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+from muxwsgi import __version__
+
+from .procfs import rss_mib
+from .scoreboard import Scoreboard
 from .sockets import Listener, bind
 
-if TYPE_CHECKING:
-    from .arbiter import Arbiter
-
-__all__ = ("StatsServer", "listen_queue", "prometheus", "snapshot")
+__all__ = ("MasterView", "StatsServer", "WorkerView", "listen_queue", "prometheus", "snapshot")
 
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
 
@@ -36,15 +38,48 @@ def listen_queue(listener: Listener) -> dict[str, int] | None:
     return {"queue": queued, "max": limit}
 
 
-def snapshot(arbiter: Arbiter) -> dict[str, Any]:
-    """Everything the stats endpoint reports, as one dict (the JSON document)."""
-    from .arbiter import worker_rss_mib
+class WorkerView(Protocol):
+    """A worker, as the stats endpoint reads it."""
 
+    @property
+    def pid(self) -> int: ...
+    @property
+    def index(self) -> int:
+        """Its scoreboard slot."""
+
+    @property
+    def generation(self) -> int: ...
+    @property
+    def started(self) -> float:
+        """``time.monotonic()`` when it was started."""
+
+
+class MasterView(Protocol):
+    """What the stats endpoint reads from the master (the arbiter)."""
+
+    @property
+    def listeners(self) -> Sequence[Listener]: ...
+    @property
+    def scoreboard(self) -> Scoreboard: ...
+    @property
+    def started(self) -> float:
+        """``time.time()`` when the master started."""
+
+    @property
+    def target(self) -> int: ...
+    @property
+    def respawns(self) -> int: ...
+    @property
+    def workers(self) -> Mapping[int, WorkerView]: ...
+
+
+def snapshot(master: MasterView) -> dict[str, Any]:
+    """Everything the stats endpoint reports, as one dict (the JSON document)."""
     now = time.monotonic()
     workers = []
-    for info in sorted(arbiter.workers.values(), key=lambda i: i.index):
-        slot = arbiter.scoreboard.read(info.index)
-        rss = worker_rss_mib(info.pid)
+    for info in sorted(master.workers.values(), key=lambda i: i.index):
+        slot = master.scoreboard.read(info.index)
+        rss = rss_mib(info.pid)
         workers.append(
             {
                 "id": info.index + 1,
@@ -59,23 +94,23 @@ def snapshot(arbiter: Arbiter) -> dict[str, Any]:
                 "rss": int(rss * 1024 * 1024) if rss is not None else None,
                 "avg_rt": int(slot.response_time / slot.requests * 1e6) if slot.requests else 0,
                 "running_time": int(slot.response_time * 1e6),
-                "last_spawn": int(time.time() - (now - info.spawned)),
-                "respawn_count": arbiter.respawns,
+                "last_spawn": int(time.time() - (now - info.started)),
+                "respawn_count": master.respawns,
             }
         )
-    queues = [q for q in (listen_queue(listener) for listener in arbiter.listeners) if q]
+    queues = [q for q in (listen_queue(listener) for listener in master.listeners) if q]
     return {
-        "version": _version(),
+        "version": __version__,
         "pid": os.getpid(),
         "uid": os.getuid(),
         "gid": os.getgid(),
         "cwd": os.getcwd(),
-        "started": int(arbiter.started),
+        "started": int(master.started),
         "listen_queue": sum(q["queue"] for q in queues),
         "listen_queue_max": max((q["max"] for q in queues), default=0),
-        "sockets": [str(listener.address) for listener in arbiter.listeners],
-        "workers_target": arbiter.target,
-        "respawns": arbiter.respawns,
+        "sockets": [str(listener.address) for listener in master.listeners],
+        "workers_target": master.target,
+        "respawns": master.respawns,
         "workers": workers,
     }
 
@@ -117,17 +152,11 @@ def prometheus(snap: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _version() -> str:
-    from muxwsgi import __version__
-
-    return __version__
-
-
 class StatsServer:
     """Answers ``GET /`` (JSON) and ``GET /metrics`` on the ``--stats`` address."""
 
-    def __init__(self, arbiter: Arbiter, spec: str) -> None:
-        self.arbiter = arbiter
+    def __init__(self, master: MasterView, spec: str) -> None:
+        self.master = master
         # A stats socket shows internals: owner-only for a unix socket (0600).
         self.listener = bind(spec, backlog=16, unix_mode=0o600)
         self.listener.sock.setblocking(False)
@@ -146,7 +175,7 @@ class StatsServer:
             try:
                 request = client.recv(4096)
                 path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
-                snap = snapshot(self.arbiter)
+                snap = snapshot(self.master)
                 if path.startswith(b"/metrics"):
                     body = prometheus(snap).encode()
                     ctype = "text/plain; version=0.0.4"

@@ -16,8 +16,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
+from ._types import WSGIApplication
+from .config import Config
 from .dispatch import AppRunner
 from .logs import AccessLog, reopen_logs
 from .protocols.base import ServerContext
@@ -57,9 +58,9 @@ class Worker:
 
     def __init__(
         self,
-        config: Any,
+        config: Config,
         listeners: list[Listener],
-        load_app: Callable[[], Any],
+        load_app: Callable[[], WSGIApplication],
         *,
         on_tick: Callable[[Worker], None] | None = None,
         on_ready: Callable[[], None] | None = None,
@@ -77,7 +78,6 @@ class Worker:
         self._exit_code = 0
         self.started = time.monotonic()
         self.stopping = False
-        self.stop_reason = ""
         self._stuck = 0  # application calls abandoned by harakiri
 
     def run(self) -> int:
@@ -128,8 +128,8 @@ class Worker:
             self.on_ready()
         # Everything alive now (the application, its modules, the loop, ours) lives as long
         # as the worker: move it out of the collector's reach. Otherwise every full collection
-        # walks all of it, and a request's allocations trigger them often enough that
-        # collections were ~15% of the worker's samples (py-spy, classic hello, 8 in flight).
+        # walks all of it, and a request's allocations trigger them often enough that they
+        # show up as a large share of a busy worker's profile.
         gc.freeze()
         try:
             loop.run_forever()
@@ -139,12 +139,11 @@ class Worker:
 
     # ---------------------------------------------------------------- stopping
 
-    def graceful_stop(self, reason: str = "stop") -> None:
+    def graceful_stop(self) -> None:
         """Stop accepting, tell every connection to finish (mux: GOAWAY), exit once drained."""
         if self.stopping or self.ctx is None:
             return
         self.stopping = True
-        self.stop_reason = reason
         self.ctx.draining = True
         self._stop_deadline = time.monotonic() + self.config.graceful_timeout
         for server in self._servers:
@@ -167,13 +166,13 @@ class Worker:
         )
         self._stuck = len(stuck)
         for exchange in stuck:
-            log.error("harakiri: aborting %s", exchange._where())
-            exchange.sink.on_abort(exchange, "harakiri")
+            log.error("harakiri: aborting %s", exchange.describe())
+            exchange.sink.abort_response(exchange, "harakiri")
             exchange.cancel()
         for conn in list(self.ctx.connections):
             conn.refuse_unstarted()
             conn.flush()
-        self.graceful_stop("harakiri")
+        self.graceful_stop()
 
     def fast_stop(self) -> None:
         if self.loop is not None:

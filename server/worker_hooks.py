@@ -6,12 +6,10 @@ import logging
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Any
 
+from .config import Config
 from .scoreboard import Scoreboard, Slot, WorkerStatus
-
-if TYPE_CHECKING:
-    from .worker import Worker
+from .worker import Worker
 
 __all__ = ("WorkerHooks",)
 
@@ -21,7 +19,7 @@ log = logging.getLogger("muxwsgi.error")
 class WorkerHooks:
     """Called by the worker: ``ready()`` once it accepts, ``tick(worker)`` every second."""
 
-    def __init__(self, config: Any, scoreboard: Scoreboard, index: int) -> None:
+    def __init__(self, config: Config, scoreboard: Scoreboard, index: int) -> None:
         self.config = config
         self.scoreboard = scoreboard
         self.index = index

@@ -17,14 +17,14 @@ def test_all_is_a_sorted_tuple_of_real_names(name: str) -> None:
         assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
 
 
-def test_public_classes_and_functions_have_docstrings() -> None:
-    import muxwsgi
-
+@pytest.mark.parametrize("name", MODULES)
+def test_public_classes_and_functions_have_docstrings(name: str) -> None:
+    module = importlib.import_module(name)
     undocumented = [
         attr
-        for attr in muxwsgi.__all__
-        if callable(getattr(muxwsgi, attr))
-        and not isinstance(getattr(muxwsgi, attr), int)
-        and not (getattr(muxwsgi, attr).__doc__ or "").strip()
+        for attr in module.__all__
+        if callable(getattr(module, attr))
+        and not isinstance(getattr(module, attr), int)
+        and not (getattr(module, attr).__doc__ or "").strip()
     ]
     assert undocumented == []

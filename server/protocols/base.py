@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import cast
 
-from ..dispatch import AppRunner, Flushable
+from ..config import Config
+from ..dispatch import AppRunner
+from .flood import FloodGovernor
 
-if TYPE_CHECKING:
-    from ..exchange import Exchange
-    from ..wsgi import ResponseHead
-
-__all__ = ("BaseProtocol", "ServerContext", "Sink")
+__all__ = ("BaseProtocol", "ServerContext")
 
 log = logging.getLogger("muxwsgi.error")
 
@@ -28,48 +26,21 @@ DRAIN_GRACE = 1.0
 LINGER = 2.0
 
 
-class Sink(Protocol):
-    """The loop-side half of an exchange: what the application thread's results turn into.
-
-    Every method runs on the loop thread, in the order the application thread posted them.
-    """
-
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
-        """The whole response at once (the fast path)."""
-
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
-        """A streamed response starts."""
-
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
-        """A streamed body chunk; call ``exchange.sent(len)`` once the protocol took it."""
-
-    def on_end(self, exchange: Exchange) -> None:
-        """The streamed body is complete."""
-
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
-        """The response cannot be completed (application error after the head, short body,
-        deadline): end it as a failure the peer can see (RESET, or a closed connection)."""
-
-    def on_done(self, exchange: Exchange) -> None:
-        """The application thread is finished with the exchange (always the last message)."""
-
-    def on_finished(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
-        """on_complete then on_done, as one message: the fast path of a whole response."""
-
-
 class ServerContext:
-    """A worker's shared state, read by every connection: config, runner, live connections."""
+    """A worker's shared state, read by every connection: config, runner, live connections,
+    and the flood governor that gives flooding connections their turns."""
 
-    def __init__(self, config: Any, runner: AppRunner, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, runner: AppRunner, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.runner = runner
         self.loop = loop
         self.connections: set[BaseProtocol] = set()
         #: Set when the worker stops accepting work (graceful stop or reload).
         self.draining = False
+        self.flood = FloodGovernor(loop, config.flood_turn_interval)
 
 
-class BaseProtocol(asyncio.Protocol, Flushable):
+class BaseProtocol(asyncio.Protocol):
     """Connection bookkeeping shared by the mux, classic uwsgi and HTTP protocols."""
 
     kind = "base"
@@ -166,10 +137,6 @@ class BaseProtocol(asyncio.Protocol, Flushable):
 
     def flush(self) -> None:
         """Write whatever output the protocol has queued (once per batch)."""
-
-    def on_finished(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
-        self.on_complete(exchange, head, body)  # type: ignore[attr-defined]
-        self.on_done(exchange)  # type: ignore[attr-defined]
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the worker: enforce this connection's timeouts."""

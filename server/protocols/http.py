@@ -8,6 +8,7 @@ read to the end closes the connection, so unread bytes are never taken for a nex
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -16,8 +17,9 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange, InputStream
-from ..wsgi import ResponseHead
+from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
 from .uwsgi import error_response
 
@@ -47,32 +49,99 @@ class _Request:
         self.complete = False  # the whole request, body included, has been received
 
 
+class _RequestReader:
+    """The httptools callbacks of one connection: collect each request head within the
+    limits, and feed each body to its ``wsgi.input``.
+
+    Apart from HttpProtocol, whose methods speak for the response (it is the exchanges'
+    Sink). A callback refuses a request by raising _Reject.
+    """
+
+    __slots__ = (
+        "_header_bytes",
+        "_max_header_bytes",
+        "_max_headers",
+        "_max_url",
+        "_protocol",
+        "head_started",
+        "headers",
+        "in_head",
+        "parsing",
+        "url",
+    )
+
+    def __init__(self, protocol: HttpProtocol, config: Config) -> None:
+        self._protocol = protocol
+        self._max_url = config.max_request_line
+        self._max_header_bytes = config.buffer_size
+        self._max_headers = config.max_vars
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        #: A request head is partly received, since head_started.
+        self.in_head = False
+        self.head_started = 0.0
+        #: The request whose body is being received.
+        self.parsing: _Request | None = None
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self._header_bytes = 0
+        self.in_head = True
+        self.head_started = _monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self._max_url:
+            raise _Reject("414 URI Too Long", "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._max_header_bytes or len(self.headers) >= self._max_headers:
+            raise _Reject("431 Request Header Fields Too Large", "request headers too large")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.parsing = self._protocol.head_received(self.url, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        if request is not None and request.input is not None:
+            self._protocol.body_received(request.input, body)
+
+    def on_message_complete(self) -> None:
+        request = self.parsing
+        self.parsing = None
+        if request is None:
+            return
+        request.complete = True
+        if request.input is not None:
+            request.input.feed_eof()
+
+
 class HttpProtocol(BaseProtocol):
     kind = "http"
 
     def __init__(self, ctx: ServerContext) -> None:
         super().__init__(ctx)
-        self._parser = httptools.HttpRequestParser(self)
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
-        self._parsing: _Request | None = None
+        self._reader = _RequestReader(self, self.config)
+        self._parser = httptools.HttpRequestParser(self._reader)
         self._queue: deque[_Request] = deque()  # parsed; the first one is being served
         self._unread = 0
         self._chunked = False
         self._keep_alive = True
         self._head_only = False
-        self._in_head = False  # a request head is partly received
-        self._head_started = 0.0
         self._server_addr: tuple[str, str] = ("localhost", "")
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         sockname = transport.get_extra_info("sockname")
         if isinstance(sockname, tuple):
             self._server_addr = (str(sockname[0]), str(sockname[1]))
 
-    # ---------------------------------------------------------------- parser callbacks
+    # ---------------------------------------------------------------- requests
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -99,33 +168,14 @@ class HttpProtocol(BaseProtocol):
             else:
                 self._fail("400 Bad Request", f"malformed HTTP request: {exc}")
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._header_bytes = 0
-        self._in_head = True
-        self._head_started = _monotonic()
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.config.max_request_line:
-            raise _Reject("414 URI Too Long", "request line too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if (
-            self._header_bytes > self.config.buffer_size
-            or len(self._headers) >= self.config.max_vars
-        ):
-            raise _Reject("431 Request Header Fields Too Large", "request headers too large")
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
+    def head_received(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> _Request:
+        """A request head is complete (called by the reader): queue the request, and serve it
+        if it is the first in line."""
         parser = self._parser
-        environ = self._environ(parser.get_method().decode("ascii"), parser.get_http_version())
+        environ = self._environ(
+            url, headers, parser.get_method().decode("ascii"), parser.get_http_version()
+        )
         request = _Request(environ, parser.should_keep_alive())
-        self._parsing = request
         length = environ.get("CONTENT_LENGTH")
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         limit = self.config.limit_post
@@ -140,35 +190,26 @@ class HttpProtocol(BaseProtocol):
             self.transport.pause_reading()
         if len(self._queue) == 1:
             self._serve(request)
+        return request
 
-    def on_body(self, body: bytes) -> None:
-        request = self._parsing
-        if request is None or request.input is None:
-            return
+    def body_received(self, wsgi_input: InputStream, body: bytes) -> None:
+        """Request body bytes arrived (called by the reader): hand them to the application,
+        and stop reading while too many wait unread."""
         self._unread += len(body)
         if self.config.limit_post and self._unread > self.config.limit_post:
             raise _Reject("413 Content Too Large", "request body too large")
-        request.input.feed(body)
+        wsgi_input.feed(body)
         if self._unread > _BODY_HIGH_WATER and self.transport is not None:
             self.transport.pause_reading()
 
-    def on_message_complete(self) -> None:
-        request = self._parsing
-        self._parsing = None
-        if request is None:
-            return
-        request.complete = True
-        if request.input is not None:
-            request.input.feed_eof()
-
-    # ---------------------------------------------------------------- requests
-
-    def _environ(self, method: str, version: str) -> dict[str, Any]:
-        url = httptools.parse_url(self._url)
+    def _environ(
+        self, raw_url: bytes, headers: list[tuple[bytes, bytes]], method: str, version: str
+    ) -> dict[str, Any]:
+        url = httptools.parse_url(raw_url)
         raw_path = url.path or b"/"
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
-            "REQUEST_URI": self._url.decode("latin-1"),
+            "REQUEST_URI": raw_url.decode("latin-1"),
             "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
             "QUERY_STRING": (url.query or b"").decode("latin-1"),
             "SERVER_PROTOCOL": f"HTTP/{version}",
@@ -177,7 +218,7 @@ class HttpProtocol(BaseProtocol):
         }
         if self.peer != "unix":
             environ["REMOTE_ADDR"], _, environ["REMOTE_PORT"] = self.peer.rpartition(":")
-        for raw_name, raw_value in self._headers:
+        for raw_name, raw_value in headers:
             name = raw_name.decode("latin-1")
             if "_" in name:
                 # Transfer_Encoding would become HTTP_TRANSFER_ENCODING too: drop such names,
@@ -197,7 +238,7 @@ class HttpProtocol(BaseProtocol):
         return environ
 
     def _serve(self, request: _Request) -> None:
-        wsgi_input: Any = request.input if request.input is not None else EMPTY_INPUT
+        wsgi_input: ReadableInput = request.input if request.input is not None else EMPTY_INPUT
         if self.ctx.draining:
             request.keep_alive = False
         request.exchange = Exchange(self.runner, self, 0, request.environ, wsgi_input, None, "http")
@@ -246,29 +287,30 @@ class HttpProtocol(BaseProtocol):
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+    def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         self._write(self._render(head, len(body)) + (b"" if self._head_only else body))
+        self.done(exchange)
 
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+    def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         self._write(self._render(head, None))
 
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+    def send_chunk(self, exchange: Exchange, chunk: bytes) -> None:
         if self._chunked:
             self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         else:
             self._write(chunk)
         exchange.sent(len(chunk))
 
-    def on_end(self, exchange: Exchange) -> None:
+    def end_response(self, exchange: Exchange) -> None:
         if self._chunked:
             self._write(b"0\r\n\r\n")
 
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
+    def abort_response(self, exchange: Exchange, reason: str) -> None:
         # The head is out: the only honest signal left is to drop the connection.
         self._keep_alive = False
         self.abort()
 
-    def on_done(self, exchange: Exchange) -> None:
+    def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         request = self._queue.popleft() if self._queue else None
         if (
@@ -287,7 +329,7 @@ class HttpProtocol(BaseProtocol):
             self.transport.resume_reading()
 
     def on_peer_eof(self) -> None:
-        request = self._parsing
+        request = self._reader.parsing
         if request is not None and request.input is not None and not request.complete:
             # The body will never be complete: the application's read must fail now rather
             # than wait for body_timeout.
@@ -319,10 +361,11 @@ class HttpProtocol(BaseProtocol):
         config = self.config
         if self._queue or self.drain_expired(now):
             return
-        if self._in_head:
+        reader = self._reader
+        if reader.in_head:
             # Counted from the head's first byte, not the last one: a peer that dribbles a
             # header line now and then must not hold the connection for ever (slowloris).
-            if now - self._head_started > config.header_timeout:
+            if now - reader.head_started > config.header_timeout:
                 self._fail("408 Request Timeout", "request head not received in time")
         elif now - self.last_activity > config.keepalive_timeout:
             self.close()

@@ -1,19 +1,19 @@
 """A multiplexed muxwsgi connection: the core's events in, application results out as frames.
 
-Every stream gets an :class:`~muxwsgi.server.exchange.Exchange` handed to the application
-threads. Response bytes that do not fit the peer's flow-control window wait in a per-stream
-queue (bounded: the application thread blocks once ``send_buffer_size`` bytes are in flight)
-and leave as WINDOW_UPDATEs arrive, streams taking turns, so one slow stream never delays the
-others. A stream whose window stays shut for ``stuck_window_timeout`` is reset.
+The protocol reads frames in turns (a flooding peer gets fewer frames per turn, and its turns
+from the worker's :class:`~muxwsgi.server.protocols.flood.FloodGovernor`), gives every stream
+an :class:`~muxwsgi.server.exchange.Exchange` for the application threads, and is that
+exchange's :class:`~muxwsgi.server.interfaces.Sink`. Response bytes that do not fit the peer's
+flow-control window wait in the :class:`~muxwsgi.server.protocols.scheduler.OutputScheduler`.
+The connection's lifecycle (the two-step GOAWAY of a graceful stop, the timeouts) is the last
+section of the class.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import deque
-from typing import Any
+from collections.abc import Callable
 
 from muxwsgi import (
     MAX_STREAM_ID,
@@ -23,6 +23,7 @@ from muxwsgi import (
     ConnectionTerminated,
     DataReceived,
     ErrorCode,
+    Event,
     FloodError,
     FloodLimits,
     PingAcknowledged,
@@ -34,9 +35,11 @@ from muxwsgi import (
     WindowUpdated,
 )
 
+from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange, InputStream
-from ..wsgi import ResponseHead
+from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
+from .scheduler import OutputScheduler
 
 __all__ = ("MuxProtocol", "connection_config")
 
@@ -49,74 +52,13 @@ _TOO_LARGE_HEAD = ResponseHead(
 _TOO_LARGE_BODY = b"Request body too large\n"
 #: The payload of the PING that ends the first step of a graceful GOAWAY.
 _DRAIN_PING = b"muxdrain"
+#: How long the first step of a graceful GOAWAY waits for the PING's ACK before the final
+#: GOAWAY goes out anyway. The ACK takes one round trip; a client that never answers pings
+#: must not keep a draining worker waiting for it, nor be kept from learning the last stream.
+_DRAIN_PING_TIMEOUT = 2.0
 
 
-class _PenaltyLane:
-    """Where suspect connections wait for their turns, worker-wide.
-
-    A suspect, a peer that spent FloodLimits.suspect_at (half) of any flood allowance (resets,
-    pings, settings, glitches), gets frames_per_turn / flood_turn_share frames per turn, and
-    its turns come from here: one suspect's turn every flood_turn_interval seconds, first come
-    first served, however many connections flood at once (as h2o's http2-dos-delay, but
-    shared: a flooder gains nothing from opening more connections). It stays a suspect until
-    its bucket refills, runs out (GOAWAY ENHANCE_YOUR_CALM), or it has kept frames waiting for
-    flood_suspect_timeout (GOAWAY too). All three are server settings."""
-
-    def __init__(self) -> None:
-        self._waiting: deque[MuxProtocol] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def wait(self, protocol: MuxProtocol) -> None:
-        loop = protocol.ctx.loop
-        if loop is not self._loop:  # a worker has one loop; an in-process test may have more
-            self._waiting.clear()
-            self._timer, self._loop = None, loop
-        self._waiting.append(protocol)
-        if self._timer is None:
-            self._timer = loop.call_later(protocol.config.flood_turn_interval, self._tick, loop)
-
-    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop is not self._loop:
-            return
-        waiting = self._waiting
-        interval = 0.0
-        while waiting:
-            protocol = waiting.popleft()
-            if not protocol.closed:
-                interval = protocol.config.flood_turn_interval
-                protocol._next_turn()  # may wait again, at the end of the line
-                break
-        self._timer = loop.call_later(interval, self._tick, loop) if waiting else None
-
-
-_penalty_lane = _PenaltyLane()
-
-
-class _FloodLog:
-    """Connections closed for a flood, logged at most once a second: a reconnecting flooder
-    would otherwise cost a log line (and its syscalls) per connection."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-        self._quiet = 0
-
-    def closed(self, protocol: MuxProtocol, exc: ProtocolError) -> None:
-        now = _monotonic()
-        if now < self._next:
-            self._quiet += 1
-            return
-        more = f" (and {self._quiet} more flooding connections since)" if self._quiet else ""
-        log.warning("mux connection from %s: %s; closing (GOAWAY %s)%s",
-                    protocol.peer, exc, exc.error_code.name, more)  # fmt: skip
-        self._next = now + 1.0
-        self._quiet = 0
-
-
-_flood_log = _FloodLog()
-
-
-def connection_config(config: Any) -> ConnectionConfig:
+def connection_config(config: Config) -> ConnectionConfig:
     """The core's configuration for server connections, from the server settings."""
     return ConnectionConfig(
         settings=Settings(
@@ -143,18 +85,6 @@ def connection_config(config: Any) -> ConnectionConfig:
     )
 
 
-class _Outbox:
-    """Response bytes of one stream waiting for flow-control window."""
-
-    __slots__ = ("chunks", "ended", "since")
-
-    def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.ended = False
-        #: When the stream last made progress (for the stuck-window timeout).
-        self.since = _monotonic()
-
-
 class MuxProtocol(BaseProtocol):
     kind = "mux"
 
@@ -162,7 +92,7 @@ class MuxProtocol(BaseProtocol):
         super().__init__(ctx)
         self.conn = Connection(Role.SERVER, core_config)
         self.exchanges: dict[int, Exchange] = {}
-        self.outboxes: dict[int, _Outbox] = {}
+        self.output = OutputScheduler(self.conn, self._sent)
         #: Exchanges of this connection queued or running: bounded separately from the core's
         #: open streams, because a reset stream keeps its application call (rapid reset).
         self.active = 0
@@ -188,7 +118,7 @@ class MuxProtocol(BaseProtocol):
         self.last_activity = _monotonic()
         self._receive(data)
 
-    def _next_turn(self) -> None:
+    def next_turn(self) -> None:
         """Handle the frames a previous turn left buffered, then read again if all are done."""
         self._turn_pending = False
         if self.closed:
@@ -242,47 +172,24 @@ class MuxProtocol(BaseProtocol):
             self._turn_pending = True
             self.transport.pause_reading()
             if suspect:
-                _penalty_lane.wait(self)
+                self.ctx.flood.wait_turn(self)
             else:
-                self.ctx.loop.call_soon(self._next_turn)
+                self.ctx.loop.call_soon(self.next_turn)
 
-    def _handle(self, events: list[Any]) -> None:
+    def _handle(self, events: list[Event]) -> None:
         for event in events:
-            kind = type(event)
-            if kind is RequestReceived:
+            if type(event) is RequestReceived:
                 self._on_request(event)
-            elif kind is DataReceived:
+            elif type(event) is DataReceived:
                 self._on_data(event)
-            elif kind is StreamReset:
+            elif type(event) is StreamReset:
                 self._on_reset(event.stream_id)
-            elif kind is WindowUpdated:
+            elif type(event) is WindowUpdated:
                 self._pump(None if event.stream_id == 0 else event.stream_id)
-            elif kind is ConnectionTerminated:
+            elif type(event) is ConnectionTerminated:
                 self._maybe_close()
-            elif kind is PingAcknowledged and event.data == _DRAIN_PING:
+            elif type(event) is PingAcknowledged and event.data == _DRAIN_PING:
                 self._final_goaway()
-
-    def _protocol_error(self, exc: ProtocolError) -> None:
-        """A connection error: the core queued its GOAWAY; send it and close."""
-        self._abandon_all()
-        if not isinstance(exc, FloodError):
-            log.warning(
-                "mux connection from %s: %s; closing (GOAWAY %s)",
-                self.peer,
-                exc,
-                exc.error_code.name,
-            )
-            self.flush()
-            self.close()
-            return
-        _flood_log.closed(self, exc)
-        if self.transport is not None and not self.closed:
-            # No lingering close for a flooder: it kept sending while its turns waited, and
-            # draining megabytes of its backlog to spare the GOAWAY an RST cost more than the
-            # flood itself. The GOAWAY is written before the close (the RST then only follows
-            # it), which is as much as a flooder is owed.
-            self.transport.write(self.conn.data_to_send())
-            self.close(linger=False)
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
@@ -303,8 +210,9 @@ class MuxProtocol(BaseProtocol):
             )
             self.conn.reset_stream(sid, ErrorCode.NO_ERROR)  # stop the upload (RFC 9113 8.1)
             return
+        wsgi_input: ReadableInput
         if event.end_stream:
-            wsgi_input: Any = EMPTY_INPUT
+            wsgi_input = EMPTY_INPUT
         else:
             wsgi_input = InputStream(self._consumer(sid), self._body_timeout)
             self.body_bytes[sid] = 0
@@ -318,13 +226,13 @@ class MuxProtocol(BaseProtocol):
     def _submit_new(self) -> None:
         submit = self.runner.submit
         for exchange in self._new:
-            if exchange.cancelled.is_set():
+            if exchange.cancelled.fired:
                 self.active -= 1  # reset before it was ever queued: nothing will report done
             else:
                 submit(exchange)
         self._new.clear()
 
-    def _consumer(self, sid: int) -> Any:
+    def _consumer(self, sid: int) -> Callable[[int], None]:
         post = self.runner.post
         ack = self._ack
 
@@ -360,14 +268,18 @@ class MuxProtocol(BaseProtocol):
 
     def _on_reset(self, sid: int) -> None:
         exchange = self.exchanges.pop(sid, None)
-        self.outboxes.pop(sid, None)
+        self.output.discard(sid)
         self.body_bytes.pop(sid, None)
         if exchange is not None:
             exchange.cancel()
 
     # ---------------------------------------------------------------- output (Sink)
 
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+    def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+        self._send_whole(exchange, head, body)
+        self.done(exchange)
+
+    def _send_whole(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         sid = exchange.key
         conn = self.conn
         if not conn.is_open(sid):
@@ -383,12 +295,13 @@ class MuxProtocol(BaseProtocol):
         except ProtocolError as exc:
             self._response_failed(exchange, exc)
             return
-        outbox = self.outboxes[sid] = _Outbox()
-        outbox.chunks.append(body)
-        outbox.ended = True
+        output = self.output
+        output.open(sid)
+        output.write(sid, body)
+        output.end(sid)
         self._pump(sid)
 
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+    def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         sid = exchange.key
         if not self.conn.is_open(sid):
             return
@@ -397,32 +310,28 @@ class MuxProtocol(BaseProtocol):
         except ProtocolError as exc:
             self._response_failed(exchange, exc)
             return
-        self.outboxes[sid] = _Outbox()
+        self.output.open(sid)
         self.runner.dirty.add(self)
 
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
-        outbox = self.outboxes.get(exchange.key)
-        if outbox is None:  # the stream is gone; wake the application so it notices
-            exchange.sent(len(chunk))
+    def send_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+        if not self.output.write(exchange.key, chunk):
+            exchange.sent(len(chunk))  # the stream is gone; wake the application so it notices
             return
-        outbox.chunks.append(chunk)
         self._pump(exchange.key)
 
-    def on_end(self, exchange: Exchange) -> None:
-        outbox = self.outboxes.get(exchange.key)
-        if outbox is not None:
-            outbox.ended = True
+    def end_response(self, exchange: Exchange) -> None:
+        if self.output.end(exchange.key):
             self._pump(exchange.key)
 
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
+    def abort_response(self, exchange: Exchange, reason: str) -> None:
         sid = exchange.key
-        self.outboxes.pop(sid, None)
+        self.output.discard(sid)
         if self.conn.is_open(sid):
             code = ErrorCode.DEADLINE_EXCEEDED if reason == "deadline" else ErrorCode.INTERNAL_ERROR
             self.conn.reset_stream(sid, code)
             self.runner.dirty.add(self)
 
-    def on_done(self, exchange: Exchange) -> None:
+    def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         self.active -= 1
         sid = exchange.key
@@ -431,7 +340,7 @@ class MuxProtocol(BaseProtocol):
         if self.exchanges.get(sid) is exchange:
             del self.exchanges[sid]
             unread = self.body_bytes.pop(sid, None) is not None
-            if unread and sid not in self.outboxes and self.conn.is_open(sid):
+            if unread and sid not in self.output and self.conn.is_open(sid):
                 # The response is complete but the request body is not, and no one will read
                 # it: stop the upload (RFC 9113 8.1), which also ends the stream so that an
                 # idle connection is not kept open by a client that stopped sending.
@@ -449,41 +358,17 @@ class MuxProtocol(BaseProtocol):
         """Move queued response bytes into frames as far as the windows allow, unless the
         socket is not draining: a client may grant a huge window and then not read, and its
         bytes must then wait in the bounded outboxes, not in the transport's buffer."""
-        if not self.outboxes or self.writing_paused:
+        if not self.output or self.writing_paused:
             return
-        conn = self.conn
-        sids = [only] if only is not None else list(self.outboxes)
-        for sid in sids:
-            outbox = self.outboxes.get(sid)
-            if outbox is None:
-                continue
-            chunks = outbox.chunks
-            moved = 0
-            ended = False
-            while chunks:
-                window = conn.outbound_window(sid)
-                if window <= 0:
-                    break
-                chunk = chunks[0]
-                if len(chunk) <= window:
-                    chunks.popleft()
-                    ended = outbox.ended and not chunks
-                    conn.send_data(sid, chunk, end_stream=ended)
-                else:
-                    chunks[0] = chunk[window:]
-                    chunk = chunk[:window]
-                    conn.send_data(sid, chunk)
-                moved += len(chunk)
-            if moved:
-                outbox.since = _monotonic()
-                exchange = self.exchanges.get(sid)
-                if exchange is not None:  # its thread may be waiting for buffer room
-                    exchange.sent(moved)
-            if not chunks and outbox.ended:
-                if not ended:
-                    conn.end_stream(sid)  # everything was sent before the end was known
-                del self.outboxes[sid]
+        self.output.pump(only)
         self.runner.dirty.add(self)
+
+    def _sent(self, sid: int, size: int) -> None:
+        """The scheduler framed ``size`` bytes of the stream: its thread may be waiting for
+        buffer room (unless the exchange is done and its response goes on without it)."""
+        exchange = self.exchanges.get(sid)
+        if exchange is not None:
+            exchange.sent(size)
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -494,7 +379,7 @@ class MuxProtocol(BaseProtocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self.outboxes and not self.closed:
+        if self.output and not self.closed:
             self._pump(None)
             self.flush()
 
@@ -502,13 +387,51 @@ class MuxProtocol(BaseProtocol):
 
     @property
     def busy(self) -> bool:
-        return bool(self.active or self.outboxes)
+        return bool(self.active or self.output)
 
     def _abandon_all(self) -> None:
         for exchange in self.exchanges.values():
             exchange.cancel()
         self.exchanges.clear()
-        self.outboxes.clear()
+        self.output.clear()
+
+    def _close_now(
+        self,
+        reason: str | None,
+        goaway: ErrorCode | None = None,
+        debug: bytes = b"",
+    ) -> None:
+        """End the connection at once: log ``reason`` (None: logged already, or nothing worth
+        a line), queue a GOAWAY with ``goaway`` (None: the core queued its own, or none is
+        due), cancel every exchange, write what is queued, and close."""
+        if reason is not None:
+            log.info("mux connection from %s: %s; closing", self.peer, reason)
+        if goaway is not None:
+            self.conn.send_goaway(goaway, debug=debug)
+        self._abandon_all()
+        self.flush()
+        self.close()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        """A connection error: the core queued its GOAWAY; send it and close."""
+        if not isinstance(exc, FloodError):
+            log.warning(
+                "mux connection from %s: %s; closing (GOAWAY %s)",
+                self.peer,
+                exc,
+                exc.error_code.name,
+            )
+            self._close_now(None)
+            return
+        self._abandon_all()
+        self.ctx.flood.log_closed(self.peer, exc)
+        if self.transport is not None and not self.closed:
+            # No lingering close for a flooder: it kept sending while its turns waited, and
+            # draining megabytes of its backlog to spare the GOAWAY an RST cost more than the
+            # flood itself. The GOAWAY is written before the close (the RST then only follows
+            # it), which is as much as a flooder is owed.
+            self.transport.write(self.conn.data_to_send())
+            self.close(linger=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -547,7 +470,8 @@ class MuxProtocol(BaseProtocol):
     def shutdown(self) -> None:
         """Graceful stop, HTTP/2's two steps (PROTOCOL.md [S-5]): GOAWAY(2^31-1) and a PING
         first, so the client stops opening streams without any being refused; once the PING
-        ACK proves it saw that, the final GOAWAY with the real last stream id."""
+        ACK proves it saw that (or _DRAIN_PING_TIMEOUT passed), the final GOAWAY with the real
+        last stream id."""
         if self.closed or self._drain_ping_at:
             return
         self._drain_ping_at = _monotonic()
@@ -572,58 +496,49 @@ class MuxProtocol(BaseProtocol):
             self.linger_expired(now)
             return
         config = self.config
-        if self._drain_ping_at and not self._final_goaway_sent and now - self._drain_ping_at > 2:
+        timeout = config.header_timeout
+        drain_ping_at = self._drain_ping_at
+        if (
+            drain_ping_at
+            and not self._final_goaway_sent
+            and now - drain_ping_at > _DRAIN_PING_TIMEOUT
+        ):
             self._final_goaway()  # the client does not answer pings: stop waiting for it
             return
-        if not self.conn.preface_received:
-            if now - self.opened > config.header_timeout:
-                log.info(
-                    "mux connection from %s: no preface in %gs; closing",
-                    self.peer,
-                    config.header_timeout,
-                )
-                self.close()
+        conn = self.conn
+        if not conn.preface_received:
+            if now - self.opened > timeout:
+                self._close_now(f"no preface in {timeout:g}s")
             return
-        if not self.conn.settings_acknowledged and now - self.opened > config.header_timeout:
+        if not conn.settings_acknowledged and now - self.opened > timeout:
             # Until the client ACKs our settings we enforce the protocol defaults, not our
             # limits (PROTOCOL.md [E-5]): a client must not keep them by never acknowledging.
-            log.info(
-                "mux connection from %s: settings not acknowledged in %gs; closing",
-                self.peer,
-                config.header_timeout,
+            self._close_now(
+                f"settings not acknowledged in {timeout:g}s",
+                ErrorCode.SETTINGS_TIMEOUT,
+                b"settings not acknowledged",
             )
-            self.conn.send_goaway(ErrorCode.SETTINGS_TIMEOUT, debug=b"settings not acknowledged")
-            self._abandon_all()
-            self.flush()
-            self.close()
             return
-        since = self.conn.incomplete_frame_since
-        if since is not None and now - since > config.header_timeout:
+        since = conn.incomplete_frame_since
+        if since is not None and now - since > timeout:
             # One frame (at most 64 KiB) dribbled for longer than a whole head may take:
             # slowloris on the framing (PROTOCOL.md [L-4]).
-            log.info(
-                "mux connection from %s: a frame took more than %gs to arrive; closing",
-                self.peer,
-                config.header_timeout,
+            self._close_now(
+                f"a frame took more than {timeout:g}s to arrive",
+                ErrorCode.PROTOCOL_ERROR,
+                b"frame too slow",
             )
-            self.conn.send_goaway(ErrorCode.PROTOCOL_ERROR, debug=b"frame too slow")
-            self._abandon_all()
-            self.flush()
-            self.close()
             return
-        for sid, outbox in list(self.outboxes.items()):
-            if outbox.chunks and now - outbox.since > config.stuck_window_timeout:
-                log.warning(
-                    "stream %d from %s: send window shut for %gs; reset",
-                    sid,
-                    self.peer,
-                    config.stuck_window_timeout,
-                )
-                self.conn.reset_stream(sid, ErrorCode.CANCEL)
-                self._on_reset(sid)
-                self.flush()
-        idle = not self.busy and not self.conn.open_streams
-        if idle and now - self.last_activity > config.idle_timeout:
-            self.conn.send_goaway(debug=b"idle")
+        for sid in self.output.stuck(now, config.stuck_window_timeout):
+            log.warning(
+                "stream %d from %s: send window shut for %gs; reset",
+                sid,
+                self.peer,
+                config.stuck_window_timeout,
+            )
+            conn.reset_stream(sid, ErrorCode.CANCEL)
+            self._on_reset(sid)
             self.flush()
-            self.close()
+        idle = not self.busy and not conn.open_streams
+        if idle and now - self.last_activity > config.idle_timeout:
+            self._close_now(None, ErrorCode.NO_ERROR, b"idle")

@@ -17,10 +17,11 @@ import time
 from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
-from muxwsgi._vars import parse_content_length
 
+from ..config import Config
+from ..dispatch import AppRunner
 from ..exchange import EMPTY_INPUT, Exchange, InputStream, call_now
-from ..wsgi import ResponseHead
+from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
 
 __all__ = ("UwsgiProtocol", "render_head", "serve_in_thread")
@@ -109,8 +110,8 @@ class UwsgiProtocol(BaseProtocol):
 
     def _start(self, block: bytes, rest: bytes) -> None:
         try:
-            environ = classic.decode_vars(block, self.config.max_vars)
-            content_length = parse_content_length(environ.get("CONTENT_LENGTH")) or 0
+            environ: dict[str, Any] = classic.decode_vars(block, self.config.max_vars)
+            content_length = classic.content_length(environ)
         except InvalidVarsError as exc:
             log.warning("uwsgi request from %s: %s", self.peer, exc)
             self._reject("400 Bad Request", str(exc))
@@ -129,7 +130,7 @@ class UwsgiProtocol(BaseProtocol):
             return
         if self.transport is not None:
             self.transport.pause_reading()  # resumed only to read a body
-        wsgi_input: Any = EMPTY_INPUT
+        wsgi_input: ReadableInput = EMPTY_INPUT
         if content_length:
             self._input = wsgi_input = InputStream(self._consumed, self.config.body_timeout)
             self._body_left = content_length
@@ -202,27 +203,28 @@ class UwsgiProtocol(BaseProtocol):
         else:
             self.transport.write(data)
 
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+    def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         self._write(render_head(self._protocol_line, head) + body)
+        self.done(exchange)
 
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+    def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         self._write(render_head(self._protocol_line, head))
 
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+    def send_chunk(self, exchange: Exchange, chunk: bytes) -> None:
         self._write(chunk)
         if not self.writing_paused:
             exchange.sent(len(chunk))
 
-    def on_end(self, exchange: Exchange) -> None:
-        pass  # the connection closes in on_done: that ends a classic response
+    def end_response(self, exchange: Exchange) -> None:
+        pass  # the connection closes in done(): that ends a classic response
 
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
+    def abort_response(self, exchange: Exchange, reason: str) -> None:
         # Without framing, a cut response can only be signalled by dropping the connection
         # before the declared length; abort() skips the orderly close.
         self._pending.clear()
         self.abort()
 
-    def on_done(self, exchange: Exchange) -> None:
+    def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         self._exchange = None
         if not self._pending:
@@ -270,7 +272,9 @@ class UwsgiProtocol(BaseProtocol):
             self.close()
 
 
-def serve_in_thread(runner: Any, config: Any, sock: socket.socket, environ: dict[str, Any]) -> None:
+def serve_in_thread(
+    runner: AppRunner, config: Config, sock: socket.socket, environ: dict[str, Any]
+) -> None:
     """Run a complete body-less classic request on an application thread that also writes the
     response and closes ``sock`` (uWSGI's model), which it owns from now on.
 
@@ -278,8 +282,8 @@ def serve_in_thread(runner: Any, config: Any, sock: socket.socket, environ: dict
     a request that nothing followed comes here, so nothing is left unread (see LINGER).
     Only while every application thread is idle (see UwsgiProtocol._start): under load,
     threads doing their own system calls hand the GIL back and forth with each other and
-    starve the loop (measured: nginx at 64 in flight lost 10-15% of its req/s and its p99
-    went from 15 to 80 ms), where the loop writing every response in one batch does not.
+    starve the loop (nginx in front then loses throughput and its tail latency grows
+    severalfold), where the loop writing every response in one batch does not.
     """
     sink = _ThreadSink(sock, runner, config.stuck_window_timeout)
     runner.submit(Exchange(runner, sink, 0, environ, EMPTY_INPUT, None, "uwsgi", post=call_now))
@@ -289,13 +293,14 @@ class _ThreadSink:
     """The Sink of a classic request run by serve_in_thread.
 
     Every method runs on the application thread (the exchange posts with call_now), except
-    on_abort, which harakiri may call from the loop: the lock keeps the socket from being
-    closed (and its descriptor number reused by another connection) while the thread writes.
+    abort_response, which harakiri may call from the loop: the lock keeps the socket from
+    being closed (and its descriptor number reused by another connection) while the thread
+    writes.
     """
 
     __slots__ = ("_lock", "_runner", "_sock", "_timeout")
 
-    def __init__(self, sock: socket.socket, runner: Any, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, runner: AppRunner, timeout: float) -> None:
         self._sock: socket.socket | None = sock
         self._lock = threading.Lock()
         self._runner = runner
@@ -345,27 +350,24 @@ class _ThreadSink:
         if sock is not None:
             sock.close()
 
-    def on_finished(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
-        self.on_complete(exchange, head, body)
-        self.on_done(exchange)
-
-    def on_complete(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
+    def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         self._send(exchange, render_head(_protocol_line(exchange.environ), head) + body)
+        self.done(exchange)
 
-    def on_head(self, exchange: Exchange, head: ResponseHead) -> None:
+    def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         self._send(exchange, render_head(_protocol_line(exchange.environ), head))
 
-    def on_chunk(self, exchange: Exchange, chunk: bytes) -> None:
+    def send_chunk(self, exchange: Exchange, chunk: bytes) -> None:
         self._send(exchange, chunk)
         exchange.sent(len(chunk))
 
-    def on_end(self, exchange: Exchange) -> None:
+    def end_response(self, exchange: Exchange) -> None:
         pass  # closing the socket ends a classic response
 
-    def on_abort(self, exchange: Exchange, reason: str) -> None:
+    def abort_response(self, exchange: Exchange, reason: str) -> None:
         self._close()  # before the declared length: the peer sees the response was cut
 
-    def on_done(self, exchange: Exchange) -> None:
+    def done(self, exchange: Exchange) -> None:
         self._close()
         exchange.finished = _monotonic()
         # Counters and the access log only: no reason to wake the loop for them.

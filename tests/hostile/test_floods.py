@@ -101,7 +101,7 @@ def test_control_frame_floods(server: ServerProcess, kind: str, closed: int) -> 
 
 def test_rapid_reset_storm(server: ServerProcess) -> None:
     """Rapid reset on STORM connections at once, each reconnecting after its GOAWAY: past half
-    of their allowances they share one penalty lane (server/protocols/mux.py), where each
+    of their allowances they share one penalty lane (server/protocols/flood.py), where each
     waits its turn until it is closed."""
     flood_until_closed(server, "rapid-reset", STORM, STORM)
 

@@ -1,5 +1,6 @@
 """The master with real processes and real signals: reload, stop, respawn, recycle, harakiri,
-stats, crash-loop guard, boot errors (issue 4)."""
+stats, crash-loop guard, boot errors (issue 4); HUP storms and scaling during a reload under
+load (issue 15; the same decisions without processes: test_supervision.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,12 +47,42 @@ def write_app(directory: Path, version: str) -> None:
     (directory / "reloadapp.py").write_text(RELOAD_APP.format(version=version))
 
 
-def until(predicate: object, timeout: float, what: str) -> None:
+def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def fetch_stats(path: Path, what: str = "/") -> str:
+    """The body of a GET on the stats endpoint at unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(f"GET {what} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b"".join(iter(lambda: sock.recv(65536), b""))
+    return data.partition(b"\r\n\r\n")[2].decode()
+
+
+def workers(path: Path) -> list[dict[str, Any]]:
+    """The stats endpoint's worker table."""
+    table: list[dict[str, Any]] = json.loads(fetch_stats(path))["workers"]
+    return table
+
+
+def running_requests(path: Path) -> int:
+    return sum(w["streams"] for w in workers(path))
+
+
+def settled(server: ServerProcess, stats: Path, count: int, generation: int) -> bool:
+    """Exactly ``count`` worker processes, all ready and of ``generation``, none draining."""
+    table = workers(stats)
+    return (
+        len(table) == count
+        and all(w["status"] == "ready" and w["generation"] == generation for w in table)
+        and sorted(server.worker_pids()) == sorted(w["pid"] for w in table)
+    )
 
 
 def served_version(server: ServerProcess) -> str:
@@ -69,7 +102,7 @@ def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
     server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10")
     try:
         with Load(server.address, ["/fast", "/sleep?s=0.2"]) as load:
-            time.sleep(1.0)
+            until(lambda: len(load.tally.ok) == 3, 30, "load on all three protocols")
             for n in range(2, 7):
                 write_app(tmp_path, f"v{n}")  # new code on disk: workers must re-import it
                 exited = server.log().count("exited (code 0)")
@@ -80,7 +113,8 @@ def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
                     30,
                     "a reload",
                 )
-            time.sleep(1.0)
+            served = load.tally.total_ok
+            until(lambda: load.tally.total_ok > served + 100, 30, "requests after the reloads")
             tally = load.stop()
         print(f"\nHUP x5 under load: ok={dict(tally.ok)} failed={dict(tally.failed)} "
               f"retried={dict(tally.retried)}")  # fmt: skip
@@ -93,16 +127,98 @@ def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
         server.stop()
 
 
+def hup_storm(server: ServerProcess, tmp_path: Path, hups: int, interval: float, first: int) -> int:
+    """``hups`` HUPs ``interval`` seconds apart (the pace of the signals is the scenario, not a
+    wait), new code on disk before each; returns the last generation."""
+    for n in range(first, first + hups):
+        write_app(tmp_path, f"v{n}")
+        server.signal(signal.SIGHUP)
+        time.sleep(interval)
+    return first + hups - 1
+
+
+def test_hup_storms_under_load_leave_exactly_the_workers(tmp_path: Path) -> None:
+    """Six HUPs 0.3 s apart, then four 3 s apart: once the master is quiet, exactly --workers
+    processes are left, all of the newest generation, and no request failed."""
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10",
+                        "--stats", f"unix:{stats}")  # fmt: skip
+    try:
+        with Load(server.address, ["/fast", "/sleep?s=0.1"]) as load:
+            until(lambda: len(load.tally.ok) == 3, 30, "load on all three protocols")
+            generation = hup_storm(server, tmp_path, 6, 0.3, first=1)
+            until(lambda: settled(server, stats, 2, generation), 60, "2 workers after 6 HUPs")
+            assert served_version(server) == f"v{generation}"
+            generation = hup_storm(server, tmp_path, 4, 3.0, first=generation + 1)
+            until(lambda: settled(server, stats, 2, generation), 60, "2 workers after 4 HUPs")
+            assert served_version(server) == f"v{generation}"
+            tally = load.stop()
+        print(f"\nHUP storms under load: ok={dict(tally.ok)} failed={dict(tally.failed)} "
+              f"retried={dict(tally.retried)}")  # fmt: skip
+        assert tally.total_failed == 0, tally.errors
+        assert "HUP: rolling reload to generation 10 (2 worker(s) to replace)" in server.log()
+    finally:
+        server.stop()
+
+
+def test_ttin_ttou_during_a_reload_under_load(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--stats", f"unix:{stats}")
+    try:
+        with Load(server.address, ["/fast", "/sleep?s=0.1"]) as load:
+            until(lambda: len(load.tally.ok) == 3, 30, "load on all three protocols")
+            write_app(tmp_path, "v2")
+            server.signal(signal.SIGHUP)
+            server.signal(signal.SIGTTIN)
+            until(lambda: settled(server, stats, 3, 1), 60, "3 workers of generation 1")
+            server.signal(signal.SIGHUP)
+            server.signal(signal.SIGTTOU)
+            until(lambda: settled(server, stats, 2, 2), 60, "2 workers of generation 2")
+            assert served_version(server) == "v2"
+            tally = load.stop()
+        assert tally.total_failed == 0, tally.errors
+    finally:
+        server.stop()
+
+
+def test_a_reload_that_cannot_import_keeps_the_old_workers(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--stats", f"unix:{stats}")
+    try:
+        until(lambda: settled(server, stats, 2, 0), 30, "2 workers")
+        (tmp_path / "reloadapp.py").write_text("raise RuntimeError('half-deployed')\n")
+        server.signal(signal.SIGHUP)
+        until(lambda: "reload to generation 1 is abandoned" in server.log(), 30, "the log")
+        assert "could not load the application" in server.log()
+        assert "half-deployed" in server.log()  # the worker said why
+        assert settled(server, stats, 2, 0)
+        assert all(served_version(server) == "v1" for _ in range(10))
+        write_app(tmp_path, "v2")  # fixed: the next HUP goes through
+        server.signal(signal.SIGHUP)
+        until(lambda: settled(server, stats, 2, 2), 30, "2 workers of generation 2")
+        assert served_version(server) == "v2"
+    finally:
+        server.stop()
+
+
+def refused(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
 def test_term_under_load_drains_and_exits_zero(tmp_path: Path) -> None:
-    server = reload_app(tmp_path, "--workers", "2", "--threads", "24", "--graceful-timeout", "10")
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "24", "--graceful-timeout", "10",
+                        "--stats", f"unix:{stats}")  # fmt: skip
     client = RawMux(server.address)
-    slow = [client.send("GET", "/sleep?s=1.5") for _ in range(20)]
-    time.sleep(0.3)  # all 20 are running
+    slow = [client.send("GET", "/sleep?s=3") for _ in range(20)]
+    until(lambda: running_requests(stats) == 20, 5, "the 20 requests to run")
     started = time.monotonic()
     server.signal(signal.SIGTERM)
-    time.sleep(0.2)
-    with pytest.raises(OSError):  # new connections are refused from now on
-        socket.create_connection(server.address, timeout=2).close()
+    until(lambda: refused(server.address), 5, "new connections to be refused")
     replies = client.wait(*slow, timeout=15)
     code = server.wait(15)
     drained = time.monotonic() - started
@@ -117,10 +233,11 @@ def test_term_under_load_drains_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_int_is_a_fast_stop(tmp_path: Path) -> None:
-    server = reload_app(tmp_path)
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--stats", f"unix:{stats}")
     client = RawMux(server.address)
     client.send("GET", "/sleep?s=30")
-    time.sleep(0.3)
+    until(lambda: running_requests(stats) == 1, 5, "the request to run")
     started = time.monotonic()
     server.signal(signal.SIGINT)
     assert server.wait(10) == 0
@@ -190,11 +307,7 @@ def test_stats_json_and_prometheus(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(stats_path).st_mode) == 0o600
 
         def fetch(path: str) -> str:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.connect(str(stats_path))
-                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                data = b"".join(iter(lambda: sock.recv(65536), b""))
-            return data.partition(b"\r\n\r\n")[2].decode()
+            return fetch_stats(stats_path, path)
 
         before = json.loads(fetch("/"))
         assert len(before["workers"]) == 2 and before["listen_queue_max"] > 0
@@ -250,7 +363,7 @@ def test_usr1_reopens_the_error_log(tmp_path: Path) -> None:
         until(lambda: error_log.exists() and "worker" in error_log.read_text(), 5, "the error log")
         error_log.rename(tmp_path / "error.log.1")  # what logrotate does
         server.signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        until(error_log.exists, 5, "the master to reopen the log")
         server.signal(signal.SIGTTIN)  # something for the master to log
         until(lambda: error_log.exists() and "TTIN" in error_log.read_text(), 5, "a reopened log")
     finally:

@@ -153,9 +153,50 @@ def test_file_wrapper() -> None:
 
 def test_cancel_flag_is_event_like() -> None:
     flag = CancelFlag()
-    assert not flag.is_set() and flag.wait(0.01) is False
+    assert not flag.is_set() and flag.wait(0.01) is False and not flag.fired
     threading.Timer(0.05, flag.set).start()
-    assert flag.wait(5) is True and flag.is_set()
+    assert flag.wait(5) is True and flag.is_set() and flag.fired
+
+
+def wait_in_a_crowd(waiters: int, hang_guard: float) -> list[bool | None]:
+    """Start ``waiters`` threads on one CancelFlag at once, set it, and return what each
+    wait() returned (None: still waiting after ``hang_guard`` seconds)."""
+    flag = CancelFlag()
+    start = threading.Barrier(waiters + 1)
+    entered = [False] * waiters
+    results: list[bool | None] = [None] * waiters
+
+    def wait(index: int) -> None:
+        start.wait()
+        entered[index] = True
+        results[index] = flag.wait(60)
+
+    threads = [threading.Thread(target=wait, args=(i,), daemon=True) for i in range(waiters)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    while not all(entered):
+        time.sleep(0)
+    flag.set()
+    deadline = time.monotonic() + hang_guard
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return results
+
+
+def test_cancel_flag_wakes_every_waiter_of_a_crowd() -> None:
+    """Many threads start waiting at once, then the flag is set: every one of them returns.
+
+    The threads are switched as often as the interpreter allows, so that some of them meet
+    inside wait() while the flag has no condition yet (where a wake-up was once lost). The
+    hang guard only catches a lost wake-up: a woken waiter returns at once."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            assert wait_in_a_crowd(16, hang_guard=10.0) == [True] * 16, "a waiter missed set()"
+    finally:
+        sys.setswitchinterval(switch)
 
 
 # ---------------------------------------------------------------- wsgi.input
