@@ -29,7 +29,12 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 #: Where each installed package's source lives (pyproject.toml's package-dir, repeated here
 #: because mypyc names a module after its place in the tree).
-PACKAGE_DIRS = {"muxwsgi": "muxwsgi", "muxwsgi.client": "client", "muxwsgi.server": "server"}
+PACKAGE_DIRS = {
+    "muxwsgi": "muxwsgi",
+    "muxwsgi.client": "client",
+    "muxwsgi.server": "server",
+    "muxwsgi.server.protocols": "server/protocols",
+}
 #: The modules compiled, as installed module names: the core and the per-request paths.
 COMPILED = (
     "muxwsgi._connection",
@@ -40,6 +45,16 @@ COMPILED = (
     "muxwsgi._state",
     "muxwsgi._vars",
     "muxwsgi.classic",
+    "muxwsgi.server.dispatch",
+    "muxwsgi.server.exchange",
+    "muxwsgi.server.wsgi",
+    "muxwsgi.server.protocols.base",
+    "muxwsgi.server.protocols.detect",
+    "muxwsgi.server.protocols.flood",
+    "muxwsgi.server.protocols.mux",
+    "muxwsgi.server.protocols.scheduler",
+    "muxwsgi.server.protocols.uwsgi",
+    "muxwsgi.server.protocols.http",
 )
 MANIFEST = "_compiled.json"
 

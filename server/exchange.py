@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVarTuple
 
 from .interfaces import Post, Runner, Sink
+from mypy_extensions import mypyc_attr
+
 from .wsgi import (
     HeadersError,
     ReadableInput,
@@ -50,6 +52,7 @@ _INTERNAL_ERROR_HEAD = ResponseHead(
 _INTERNAL_ERROR_BODY = b"Internal Server Error"
 
 
+@mypyc_attr(native_class=False)
 class ClientDisconnected(OSError):
     """Raised in the application thread by ``wsgi.input`` (and by the response path) when the
     client reset the stream, closed the connection, or stopped sending the body in time."""

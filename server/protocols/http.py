@@ -206,12 +206,13 @@ class HttpProtocol(BaseProtocol):
         self, raw_url: bytes, headers: list[tuple[bytes, bytes]], method: str, version: str
     ) -> dict[str, Any]:
         url = httptools.parse_url(raw_url)
-        raw_path = url.path or b"/"
+        raw_path: bytes = url.path or b"/"
+        query: bytes = url.query or b""
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
             "REQUEST_URI": raw_url.decode("latin-1"),
             "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
-            "QUERY_STRING": (url.query or b"").decode("latin-1"),
+            "QUERY_STRING": query.decode("latin-1"),
             "SERVER_PROTOCOL": f"HTTP/{version}",
             "SERVER_NAME": self._server_addr[0],
             "SERVER_PORT": self._server_addr[1],
