@@ -318,9 +318,9 @@ class Balancer(Generic[C]):
         if stats.failures < config.ejection_failures or state.ejected_until > now:
             return
         live = [s for s in self._states if not s.retired]
-        allowed = len(live) * config.max_ejection_percent // 100
-        if len(live) > 1 and config.max_ejection_percent:
-            allowed = max(1, allowed)
+        if len(live) < 2 or not config.max_ejection_percent:
+            return  # the only endpoint is better than none
+        allowed = max(1, len(live) * config.max_ejection_percent // 100)
         if sum(1 for s in live if s.ejected_until > now) >= allowed:
             return
         duration = min(config.max_ejection_time, config.ejection_time * 2.0**stats.in_row)
