@@ -178,3 +178,14 @@ def test_addresses_that_change_are_added_and_drained() -> None:
     metrics = pool._metrics(RequestCounts())
     assert [e.endpoint for e in metrics.endpoints] == [str(kept.endpoint), str(new)]
     assert metrics.latency.count == 1  # the drained endpoint's answers still count
+
+
+def test_a_retry_goes_to_another_endpoint_when_one_has_room() -> None:
+    pool, states = balancer(3)
+    failed = states[0].stats
+    for conn in pool._ready:
+        conn.outstanding = 5 if conn.stats is failed else 50  # the failed one is the least busy
+    assert all(pool._least(pool._ready, failed).stats is not failed for _ in range(20))  # type: ignore[union-attr]
+    for state in states[1:]:
+        state.connections[0].usable = False  # nowhere else to go: back where it failed
+    assert pool._least(pool._ready, failed).stats is failed  # type: ignore[union-attr]
