@@ -12,6 +12,7 @@ Plain module-level code, no framework: uWSGI loads it with ``--wsgi-file``, the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -47,6 +48,10 @@ def _stream() -> Iterator[bytes]:
         yield CHUNK
 
 
+#: How long /fleet waits: set per backend by benchmarks/fleet.py (one is slower than the rest).
+FLEET_SECONDS = float(os.environ.get("BENCH_FLEET_SECONDS", "0.010"))
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Route on PATH_INFO; anything unknown is a 404."""
     path = environ.get("PATH_INFO", "")
@@ -68,6 +73,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/stream":
         _ok(start_response, len(CHUNK) * STREAM_CHUNKS, "application/octet-stream")
         return _stream()
+    if path == "/fleet":  # the fleet scenario: each backend waits as long as it was told
+        time.sleep(FLEET_SECONDS)
+        _ok(start_response, len(HELLO))
+        return [HELLO]
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
     return [b""]
 

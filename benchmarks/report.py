@@ -296,6 +296,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 row += [_fmt(c.get("mib_s"), 1)]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+        out.extend(_per_backend(mine))
     if doc.get("ratios"):
         out.append("### ratios\n")
         out.append("| ratio | measured | promised | holds |")
@@ -319,6 +320,22 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_options_line(doc.get('options', {}))}."
         )
     return "\n".join(out).rstrip() + "\n"
+
+
+def _per_backend(cells: list[Cell]) -> list[str]:
+    """A fleet's cells, one row per backend: its share of the requests and its latency."""
+    out: list[str] = []
+    for c in cells:
+        if not c.get("backends"):
+            continue
+        out.append(f"{c['target']} x{c['concurrency']}, per backend:\n")
+        out.append("| backend | requests | share | p50 ms | p99 ms |")
+        out.append("|---|---|---|---|---|")
+        for address, b in c["backends"].items():
+            out.append(f"| {address} | {b['requests']} | {b['share']:.1%} | "
+                       f"{_fmt(b['p50_ms'], 2)} | {_fmt(b['p99_ms'], 2)} |")  # fmt: skip
+        out.append("")
+    return out
 
 
 def _one_line(text: str) -> str:

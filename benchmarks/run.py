@@ -79,6 +79,8 @@ def plan(options: Options) -> list[tuple[Target, Scenario, int]]:
             scenario = SCENARIOS[scenario_id]
             if scenario.slow_path and target.driver not in HOL_DRIVERS:
                 continue
+            if scenario.backends and target.id != "mux-1conn":
+                continue  # a fleet is measured once, with one mux client balancing it
             levels = options.concurrency or (
                 scenario.quick_concurrency if options.quick else scenario.concurrency
             )
@@ -167,8 +169,17 @@ def measure(
     ports: list[int],
     options: Options,
     run_dir: Path,
+    backends: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One cell: the load's figures plus the servers' CPU, peak RSS and connection churn."""
+    """One cell: the load's figures plus the servers' CPU, peak RSS and connection churn.
+    A fleet scenario measures its own servers instead of the target's (benchmarks/fleet.py)."""
+    if scenario.backends and backends is None:
+        from .fleet import running_fleet
+
+        with running_fleet(scenario.backends, options, run_dir) as (fleet, url, backends):
+            return measure(
+                target, scenario, concurrency, fleet, url, [], options, run_dir, backends
+            )
     meter = GroupMeter(servers)
     edges: dict[str, int] = {}
 
@@ -212,6 +223,7 @@ def measure(
             "connections": target.connections,
             "slow_path": scenario.slow_path,
             "timeout": options.timeout,
+            "backends": backends,
         }
         windows = 2 if scenario.slow_path else 1
         load = _loadgen(spec, on_start, on_stop, 60 + options.warmup + windows * options.duration)
@@ -238,6 +250,7 @@ def measure(
         **{k: load[k] for k in ("base_p50_ms", "base_p99_ms", "base_rps") if k in load},
         "driver": target.driver,
         "error_samples": load.get("error_samples", [])[:3],
+        **({"backends": load["backends"]} if "backends" in load else {}),
     }
 
 

@@ -62,6 +62,9 @@ class Scenario:
     #: Head-of-line: a second window with one /slow request always in flight beside the load.
     slow_path: str | None = None
     what: str = ""
+    #: A fleet: this many muxwsgi backends on 127.0.0.2, .3, ... (one port) behind one name,
+    #: the last one 10x slower (benchmarks/fleet.py); one client balances them.
+    backends: int = 0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -82,5 +85,14 @@ SCENARIOS: dict[str, Scenario] = {
             what="fast requests beside one 1 s request",
         ),
         Scenario("churn", "GET", "/hello", (16,), (16,), what="connections opened, TIME_WAIT"),
+        Scenario(
+            "fleet",
+            "GET",
+            "/fleet",
+            (16,),
+            (16,),
+            backends=4,
+            what="4 backends behind one name, one 10x slower (10 ms / 100 ms per request)",
+        ),
     )
 }
