@@ -7,7 +7,7 @@
     /stream  1 MiB streamed in 64 KiB chunks, with a Content-Length
 
 Plain module-level code, no framework: uWSGI loads it with ``--wsgi-file``, the others import
-``benchmarks.app:app``.
+``benchmarks.app:app``. ``benchmarks/grpc_server.py`` does the same work as gRPC methods.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 HELLO = b"Hello, World!"
+SLEEP_SECONDS = 0.010
+SLOW_SECONDS = 1.0
 CHUNK = b"x" * (64 << 10)
 STREAM_CHUNKS = 16  # 16 x 64 KiB = 1 MiB
 READ_SIZE = 256 << 10
@@ -59,7 +61,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/sleep":
-        time.sleep(0.010)
+        time.sleep(SLEEP_SECONDS)
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/echo":
@@ -67,7 +69,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         _ok(start_response, len(body), "application/octet-stream")
         return [body]
     if path == "/slow":
-        time.sleep(1.0)
+        time.sleep(SLOW_SECONDS)
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/stream":

@@ -10,8 +10,9 @@ server's CPU over the same window, then one JSON line with the figures.
 
 Drivers: ``mux`` (muxwsgi.client.AsyncClient over ``connections`` mux connections), ``uwsgi``
 (the same client in classic mode: a connection per request, as nginx does), ``httpx`` (HTTP/1.1
-keep-alive), ``httpx-h2`` (HTTP/2 prior knowledge, cleartext) and ``aiohttp`` (HTTP/1.1
-keep-alive). All run on asyncio with uvloop when it is installed.
+keep-alive), ``httpx-h2`` (HTTP/2 prior knowledge, cleartext), ``aiohttp`` (HTTP/1.1
+keep-alive) and ``grpc`` (grpc.aio, unary calls on one channel). All run on asyncio with uvloop
+when it is installed (grpc.aio runs on any asyncio loop).
 """
 
 from __future__ import annotations
@@ -203,7 +204,31 @@ async def _aiohttp(spec: LoadSpec) -> AsyncIterator[list[Send]]:
         yield [send]
 
 
+@asynccontextmanager
+async def _grpc(spec: LoadSpec) -> AsyncIterator[list[Send]]:
+    import grpc
+
+    from .grpc_server import SERVICE
+
+    # The browser headers as metadata, as the HTTP/2 drivers send them: the same request
+    # weight as every other row.
+    metadata = tuple((name.lower(), value) for name, value in headers_for(spec.driver))
+    target = spec.url.partition("://")[2]
+    async with grpc.aio.insecure_channel(target) as channel:
+        methods: dict[str, Any] = {}
+
+        async def send(method: str, path: str, body: bytes) -> tuple[int, int]:
+            call = methods.get(path)
+            if call is None:
+                call = methods[path] = channel.unary_unary(f"/{SERVICE}{path}")
+            reply = await call(body, metadata=metadata, timeout=spec.timeout)
+            return 200, len(reply)  # a failed call raises grpc.aio.AioRpcError
+
+        yield [send]
+
+
 DRIVERS = {
+    "grpc": _grpc,
     "mux": _mux_or_uwsgi,
     "uwsgi": _mux_or_uwsgi,
     "httpx": _httpx,

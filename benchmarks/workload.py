@@ -31,7 +31,8 @@ BROWSER_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Request-Id", "9f1c2a7e-55d1-4c1e-9e0b-3f5b8a1d2c4e"),
 )
 
-# HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): h2 clients must drop them.
+# HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): h2 clients (httpx-h2, gRPC's
+# metadata) must drop them.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade"})
 
 
@@ -44,7 +45,7 @@ def headers_for(driver: str) -> list[tuple[str, str]]:
     headers = list(BROWSER_HEADERS)
     if driver in ("mux", "uwsgi"):
         headers.insert(0, ("Host", "api.example.com"))
-    if driver == "httpx-h2":
+    if driver in ("httpx-h2", "grpc"):
         headers = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
     return headers
 
