@@ -236,6 +236,10 @@ STREAM_ERRORS: list[tuple[str, str, bytes, int, ErrorCode]] = [
      ErrorCode.FLOW_CONTROL_ERROR),
     ("T-1", "deadline '1.5'", headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": "1.5"}), 1,
      ErrorCode.PROTOCOL_ERROR),
+    ("T-1", "empty deadline", headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": ""}), 1,
+     ErrorCode.PROTOCOL_ERROR),
+    ("T-1", "deadline in Arabic-Indic digits",
+     headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": "\u0661\u0665"}), 1, ErrorCode.PROTOCOL_ERROR),
 ]  # fmt: skip
 
 
