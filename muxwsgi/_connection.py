@@ -235,6 +235,10 @@ class Connection:
         self._preface_received = False
         self._next_stream_id = 1
         self._highest_stream_id = 0
+        #: (server) The highest stream id a RequestReceived was emitted for ...
+        self._last_request = 0
+        #: ... as of the end of the last receive_data() that returned: a call that raises
+        #: loses its events. A GOAWAY covers no stream above it ([S-6]).
         self._last_reported = 0
         self._goaway_sent: int | None = None
         self._goaway_received: int | None = None
@@ -454,7 +458,7 @@ class Connection:
             self._buffer, self._buffer_pos = buf, pos
         else:
             self._buffer, self._buffer_pos = b"", 0
-        self._last_reported = self._highest_stream_id
+        self._last_reported = self._last_request
         return events
 
     def _recv_preface(
@@ -573,6 +577,7 @@ class Connection:
         stream.recv = _CLOSED if end else _OPEN
         stream.recv_remaining = content_length
         self._streams[stream_id] = stream
+        self._last_request = stream_id  # handed to the application: a GOAWAY now covers it
         # Positional arguments on the hot paths: half the cost of keywords.
         events.append(
             RequestReceived(stream_id, request_vars, bool(end), content_length, timeout_ms)

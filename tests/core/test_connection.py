@@ -51,6 +51,7 @@ from .helpers import (
     preface,
     reset,
     server_after_preface,
+    small_settings,
     spec,
     window_update,
 )
@@ -194,6 +195,54 @@ def test_goaway_after_connection_error_covers_only_reported_streams() -> None:
         server.receive_data(headers(3, GET) + data(9, b"x"))
     goaway_frame = frames_of(server.data_to_send())[-1]
     assert struct.unpack("<II", goaway_frame.payload[:8]) == (1, ErrorCode.PROTOCOL_ERROR)
+
+
+def last_goaway(connection: Connection) -> tuple[int, int]:
+    """(last stream id, error code) of the last frame queued, which must be a GOAWAY."""
+    out = frames_of(connection.data_to_send())[-1]
+    assert out.type == FrameType.GOAWAY
+    last_stream_id, code = struct.unpack("<II", out.payload[:8])
+    return last_stream_id, code
+
+
+@spec("S-6")
+@pytest.mark.parametrize("ending", ["connection error", "graceful"])
+@pytest.mark.parametrize(
+    ("concurrency", "head", "code"),
+    [(100, ["", "x"], ErrorCode.PROTOCOL_ERROR), (1, GET, ErrorCode.REFUSED_STREAM)],
+    ids=["malformed", "refused"],
+)
+def test_goaway_never_covers_streams_reset_before_the_application(
+    ending: str, concurrency: int, head: dict[str, str] | list[str], code: ErrorCode
+) -> None:
+    """Stream 1 reaches the application; streams 3 and 5 are reset and never reported. Whether
+    the connection then fails or shuts down gracefully, the GOAWAY's last stream id is 1, not
+    the highest id received."""
+    server = server_after_preface(small_settings(max_concurrent_streams=concurrency))
+    server.receive_data(settings_frame([], flags=1))  # the limit applies from the ACK on
+    assert type(server.receive_data(headers(1, GET, end=False))[0]) is RequestReceived
+    events = server.receive_data(headers(3, head) + headers(5, head))
+    assert events == [StreamReset(3, code, False), StreamReset(5, code, False)]
+    server.data_to_send()
+    if ending == "graceful":
+        server.send_goaway()
+        assert last_goaway(server) == (1, ErrorCode.NO_ERROR)
+    else:
+        with pytest.raises(RemoteProtocolError):
+            server.receive_data(data(9, b"x"))  # DATA on an idle stream
+        assert last_goaway(server) == (1, ErrorCode.PROTOCOL_ERROR)
+
+
+@spec("S-6", "L-1")
+def test_malformed_headers_flood_goaway_covers_no_stream() -> None:
+    """Every head is malformed: each stream is reset, none reaches the application, and the
+    GOAWAY that ends the flood covers no stream at all."""
+    server, _ = flood_server(glitch_burst=50, glitch_rate=0.0)
+    events = server.receive_data(b"".join(headers(2 * i + 1, ["", "x"]) for i in range(50)))
+    assert {type(e) for e in events} == {StreamReset}
+    with pytest.raises(FloodError):
+        server.receive_data(headers(101, ["", "x"]))
+    assert last_goaway(server) == (0, ErrorCode.ENHANCE_YOUR_CALM)
 
 
 # ---------------------------------------------------------------- stream errors
