@@ -487,7 +487,8 @@ class Connection:
         self._apply_remote_settings(payload, events)
 
     def _apply_remote_settings(self, payload: bytes, events: list[Event]) -> None:
-        """Apply the peer's settings list (PREFACE or SETTINGS), ACK it, emit SettingsChanged."""
+        """Apply the peer's settings list (PREFACE or SETTINGS), ACK it, emit SettingsChanged,
+        then a WindowUpdated for each stream still sending if INITIAL_WINDOW_SIZE rose."""
         if len(payload) % 6:
             raise FrameSizeError(f"settings list of {len(payload)} bytes is not a multiple of 6")
         pairs = iter_settings(payload)
@@ -511,6 +512,13 @@ class Connection:
                     raise FlowControlError("INITIAL_WINDOW_SIZE change overflows a stream window")
         self._queue_control(encode_frame(FrameType.SETTINGS, _ACK, 0))
         events.append(SettingsChanged(changed=changed))
+        if delta > 0:
+            # Streams waiting for window may send again: say so, as a WINDOW_UPDATE would.
+            events.extend(
+                WindowUpdated(stream.stream_id, delta)
+                for stream in self._streams.values()
+                if stream.send is not _CLOSED
+            )
 
     def _apply_local_settings(self, changed: dict[SettingCode, int], events: list[Event]) -> None:
         """The peer ACKed settings we sent: enforce them from now on."""

@@ -521,6 +521,35 @@ def test_initial_window_change_shifts_open_streams() -> None:
     assert pair.client.outbound_window(sid) == 0
 
 
+@spec("E-7", "W-2")
+def test_initial_window_raise_wakes_streams_waiting_to_send() -> None:
+    """A response blocked on a small stream window resumes when the client raises
+    INITIAL_WINDOW_SIZE: the server learns it from WindowUpdated, as from a WINDOW_UPDATE."""
+    pair = ConnectionPair(client_config=small_settings(initial_window_size=100))
+    server = pair.server
+    waiting = pair.client.send_request(GET, end_stream=True)
+    answered = pair.client.send_request({**GET, "REQUEST_METHOD": "POST"})  # still uploading
+    pair.to_server()
+    server.send_response(waiting, 200, [], body=b"x" * 100)
+    server.send_response(answered, 200, [], end_stream=True)  # nothing left to send
+    assert server.outbound_window(waiting) == 0
+    pair.to_client()
+    pair.client.update_settings({SettingCode.INITIAL_WINDOW_SIZE: 5000})
+    assert pair.to_server() == [
+        SettingsChanged({SettingCode.INITIAL_WINDOW_SIZE: 5000}),
+        WindowUpdated(waiting, 4900),
+    ]
+    assert server.outbound_window(waiting) == 4900
+    server.send_data(waiting, b"x" * 900, end_stream=True)
+    assert pair.to_client()[-2:] == [
+        DataReceived(waiting, b"x" * 900, 900, True),
+        StreamEnded(waiting),
+    ]
+    # A decrease opens nothing: no event beyond the settings.
+    pair.client.update_settings({SettingCode.INITIAL_WINDOW_SIZE: 50})
+    assert pair.to_server() == [SettingsChanged({SettingCode.INITIAL_WINDOW_SIZE: 50})]
+
+
 @spec("W-2", "W-4", "W-7")
 def test_flow_control_and_backpressure() -> None:
     pair = ConnectionPair()
