@@ -1,5 +1,5 @@
 """Every requirement of PROTOCOL.md is cited by at least one test (or is listed below with the
-issue that will cover it)."""
+issue that will cover it), and every requirement a test cites is in PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -43,3 +43,9 @@ def test_pending_list_is_not_stale() -> None:
     assert stale == [], f"tested now, remove from PENDING: {stale}"
     unknown = sorted(set(PENDING) - set(requirement_ids()))
     assert unknown == []
+
+
+def test_every_cited_requirement_exists() -> None:
+    """A test that cites a rule PROTOCOL.md no longer has (or never had) covers nothing."""
+    unknown = sorted(cited_ids() - set(requirement_ids()))
+    assert unknown == [], f"tests cite requirements PROTOCOL.md does not have: {unknown}"
