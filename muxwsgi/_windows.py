@@ -23,9 +23,9 @@ DEFAULT_WINDOW = 65535
 class FlowControl:
     """The send window and the receive window of the connection, or of one stream.
 
-    The connection holds one; a stream *is* one (``_Stream`` extends this class), because
-    streams are made for every request and an extra object for each would cost more than the
-    rest of their bookkeeping.
+    The connection holds one; a stream *is* one (``_Stream`` extends this class), because a
+    stream is made for every request, and window objects of its own would cost more to create
+    than the stream itself.
     """
 
     __slots__ = ("recv_maximum", "recv_processed", "recv_window", "send_window")
