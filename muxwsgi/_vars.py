@@ -72,10 +72,13 @@ def parse_content_length(value: str | None) -> int | None:
     return int(value)
 
 
-def parse_timeout_ms(value: str | None) -> int | None:
-    """Parse MUXWSGI_TIMEOUT_MS: 1-9 ASCII digits, milliseconds. None when absent or empty."""
-    if not value:
-        return None
+def parse_timeout_ms(value: str) -> int:
+    """Parse MUXWSGI_TIMEOUT_MS strictly ([T-1]): 1 to 9 ASCII digits, in milliseconds.
+
+    Raises :class:`InvalidVarsError` for anything else. That includes the empty string: unlike
+    an empty CONTENT_LENGTH, which declares no length, a deadline var is either one or an error.
+    "0" is one digit, so it is valid: a deadline that has passed on arrival.
+    """
     if len(value) > TIMEOUT_MAX_DIGITS or not (value.isascii() and value.isdigit()):
         raise InvalidVarsError(f"invalid {TIMEOUT_VAR} {value[:40]!r}: not 1-9 ASCII digits")
     return int(value)
