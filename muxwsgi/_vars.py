@@ -23,6 +23,7 @@ from ._errors import ErrorCode, InvalidVarsError, LocalProtocolError
 
 __all__ = (
     "CONTENT_LENGTH_MAX_DIGITS",
+    "MAX_TIMEOUT_MS",
     "TIMEOUT_VAR",
     "VarsBlock",
     "check_names_and_text",
@@ -40,6 +41,9 @@ Packer = Callable[[Any], bytes]
 #: The request deadline var: a relative timeout in milliseconds (ASCII digits), like grpc-timeout.
 TIMEOUT_VAR = "MUXWSGI_TIMEOUT_MS"
 TIMEOUT_MAX_DIGITS = 9
+#: The longest deadline the var can carry (about 11.5 days): a client whose deadline is further
+#: away sends this, and keeps the longer one to itself ([T-1]).
+MAX_TIMEOUT_MS = 10**TIMEOUT_MAX_DIGITS - 1
 #: 18 digits always fit in a signed 64-bit integer; larger bodies are not a thing.
 CONTENT_LENGTH_MAX_DIGITS = 18
 

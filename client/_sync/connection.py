@@ -24,6 +24,7 @@ from collections.abc import Iterator, Callable, Iterable
 
 import muxwsgi
 from muxwsgi import (
+    MAX_TIMEOUT_MS,
     TIMEOUT_VAR,
     Connection,
     ConnectionTerminated,
@@ -452,7 +453,7 @@ class MuxConnection:
         if timeout is not None:
             if timeout <= 0:
                 raise RequestTimeout(f"{self.endpoint}: the deadline passed before sending")
-            vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
+            vars[TIMEOUT_VAR] = str(min(MAX_TIMEOUT_MS, max(1, int(timeout * 1000))))
         # The body goes with the head (small), or after it as the windows allow (streamed).
         streamed: Iterable[Chunk] | None
         if isinstance(body, bytes):

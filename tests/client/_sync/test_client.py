@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from muxwsgi import MAX_TIMEOUT_MS
 from muxwsgi.client import (
     Client,
     ConnectError,
@@ -100,6 +101,13 @@ def test_server_deadline_reaches_the_application(mux_url: str) -> None:
     with Client(mux_url, timeout=7.0) as client:
         deadline = float((client.get("/deadline")).content)
     assert deadline - time.monotonic() == pytest.approx(7.0, abs=1.5)
+
+
+def test_a_deadline_beyond_the_var_s_range_is_sent_as_its_longest(mux_url: str) -> None:
+    # 10**7 s needs 10 digits of milliseconds, one more than MUXWSGI_TIMEOUT_MS may have.
+    with Client(mux_url, timeout=1e7) as client:
+        deadline = float((client.get("/deadline")).content)
+    assert deadline - time.monotonic() > MAX_TIMEOUT_MS / 1000 - 3600
 
 
 def test_stream_closed_early_resets(mux_url: str) -> None:
