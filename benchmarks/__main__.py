@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "list":
         for target in TARGETS.values():
-            print(f"target   {target.id:<18} {target.what}")
+            print(f"target   {target.id:<24} {target.what}")
         for scenario in SCENARIOS.values():
-            print(f"scenario {scenario.id:<18} {scenario.what}")
+            print(f"scenario {scenario.id:<24} {scenario.what}")
         return 0
     options = Options(
         targets=args.targets or list(QUICK_TARGETS if args.quick else TARGETS),

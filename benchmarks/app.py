@@ -7,16 +7,19 @@
     /stream  1 MiB streamed in 64 KiB chunks, with a Content-Length
 
 Plain module-level code, no framework: uWSGI loads it with ``--wsgi-file``, the others import
-``benchmarks.app:app``.
+``benchmarks.app:app``. ``benchmarks/grpc_server.py`` does the same work as gRPC methods.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 HELLO = b"Hello, World!"
+SLEEP_SECONDS = 0.010
+SLOW_SECONDS = 1.0
 CHUNK = b"x" * (64 << 10)
 STREAM_CHUNKS = 16  # 16 x 64 KiB = 1 MiB
 READ_SIZE = 256 << 10
@@ -47,6 +50,10 @@ def _stream() -> Iterator[bytes]:
         yield CHUNK
 
 
+#: How long /fleet waits: set per backend by benchmarks/fleet.py (one is slower than the rest).
+FLEET_SECONDS = float(os.environ.get("BENCH_FLEET_SECONDS", "0.010"))
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """Route on PATH_INFO; anything unknown is a 404."""
     path = environ.get("PATH_INFO", "")
@@ -54,7 +61,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/sleep":
-        time.sleep(0.010)
+        time.sleep(SLEEP_SECONDS)
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/echo":
@@ -62,12 +69,16 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         _ok(start_response, len(body), "application/octet-stream")
         return [body]
     if path == "/slow":
-        time.sleep(1.0)
+        time.sleep(SLOW_SECONDS)
         _ok(start_response, len(HELLO))
         return [HELLO]
     if path == "/stream":
         _ok(start_response, len(CHUNK) * STREAM_CHUNKS, "application/octet-stream")
         return _stream()
+    if path == "/fleet":  # the fleet scenario: each backend waits as long as it was told
+        time.sleep(FLEET_SECONDS)
+        _ok(start_response, len(HELLO))
+        return [HELLO]
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
     return [b""]
 

@@ -10,8 +10,9 @@ server's CPU over the same window, then one JSON line with the figures.
 
 Drivers: ``mux`` (muxwsgi.client.AsyncClient over ``connections`` mux connections), ``uwsgi``
 (the same client in classic mode: a connection per request, as nginx does), ``httpx`` (HTTP/1.1
-keep-alive), ``httpx-h2`` (HTTP/2 prior knowledge, cleartext) and ``aiohttp`` (HTTP/1.1
-keep-alive). All run on asyncio with uvloop when it is installed.
+keep-alive), ``httpx-h2`` (HTTP/2 prior knowledge, cleartext), ``aiohttp`` (HTTP/1.1
+keep-alive) and ``grpc`` (grpc.aio, unary calls on one channel). All run on asyncio with uvloop
+when it is installed (grpc.aio runs on any asyncio loop).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from .workload import headers_for
 
 __all__ = ("LoadSpec", "Window", "main", "percentile")
 
-#: send(method, path, body) -> (status, body length)
-Send = Callable[[str, str, bytes], Awaitable[tuple[int, int]]]
+#: send(method, path, body) -> (status, body length), or (status, body length, backend) when
+#: the driver knows which of a fleet's backends answered
+Send = Callable[[str, str, bytes], Awaitable[tuple[int, int] | tuple[int, int, str]]]
 
 
 @dataclass
@@ -49,6 +51,9 @@ class LoadSpec:
     slow_path: str | None = None
     #: Each request's deadline in seconds (None: none), the same for every driver.
     timeout: float | None = 30.0
+    #: mux only: the addresses of a fleet of backends, ``url``'s host name resolving to them
+    #: (one client balances them); the figures are then also given per backend.
+    backends: list[str] | None = None
 
 
 @dataclass
@@ -62,12 +67,24 @@ class Window:
     bytes: int = 0
     latencies: list[float] = field(default_factory=list)
     cpu: float = 0.0  # seconds of this process's CPU (user + system) over the window
+    #: A fleet's backend (address) -> the latencies of the requests it answered.
+    by_backend: dict[str, list[float]] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         """req/s, latency percentiles (ms) and client CPU per request (µs) of the window."""
         elapsed = max(self.ended - self.started, 1e-9)
         lat = sorted(self.latencies)
+        backends = {
+            address: {
+                "requests": len(mine),
+                "share": round(len(mine) / max(1, self.ok), 4),
+                "p50_ms": round(percentile(sorted(mine), 50) * 1e3, 3),
+                "p99_ms": round(percentile(sorted(mine), 99) * 1e3, 3),
+            }
+            for address, mine in sorted(self.by_backend.items())
+        }
         return {
+            **({"backends": backends} if backends else {}),
             "requests": self.ok,
             "errors": self.errors,
             "seconds": round(elapsed, 3),
@@ -101,6 +118,10 @@ async def _mux_or_uwsgi(spec: LoadSpec) -> AsyncIterator[list[Send]]:
     from muxwsgi.client import AsyncClient
 
     headers = headers_for(spec.driver)
+    if spec.backends:
+        async with _fleet(spec, headers) as senders:
+            yield senders
+        return
     # One client per connection: a client's pool opens a second connection only when the
     # first is at the server's MAX_CONCURRENT_STREAMS, and a pool here means spreading streams.
     count = spec.connections if spec.driver == "mux" else 1
@@ -120,6 +141,27 @@ async def _mux_or_uwsgi(spec: LoadSpec) -> AsyncIterator[list[Send]]:
             return send
 
         yield [sender(client) for client in clients]
+
+
+@asynccontextmanager
+async def _fleet(spec: LoadSpec, headers: list[tuple[str, str]]) -> AsyncIterator[list[Send]]:
+    """One client for a fleet: the URL's name resolves to ``spec.backends``; each answer says
+    which backend gave it (the address in ``response.url``)."""
+    from muxwsgi.client import AsyncClient
+
+    backends = list(spec.backends or ())
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return backends
+
+    async with AsyncClient(spec.url, timeout=spec.timeout, resolver=resolve) as client:
+
+        async def send(method: str, path: str, body: bytes) -> tuple[int, int, str]:
+            response = await client.request(method, path, headers=headers, body=body)
+            backend = response.url.rpartition("(")[2].rstrip(")")
+            return response.status, len(response.content), backend
+
+        yield [send]
 
 
 @asynccontextmanager
@@ -162,7 +204,31 @@ async def _aiohttp(spec: LoadSpec) -> AsyncIterator[list[Send]]:
         yield [send]
 
 
+@asynccontextmanager
+async def _grpc(spec: LoadSpec) -> AsyncIterator[list[Send]]:
+    import grpc
+
+    from .grpc_server import SERVICE
+
+    # The browser headers as metadata, as the HTTP/2 drivers send them: the same request
+    # weight as every other row.
+    metadata = tuple((name.lower(), value) for name, value in headers_for(spec.driver))
+    target = spec.url.partition("://")[2]
+    async with grpc.aio.insecure_channel(target) as channel:
+        methods: dict[str, Any] = {}
+
+        async def send(method: str, path: str, body: bytes) -> tuple[int, int]:
+            call = methods.get(path)
+            if call is None:
+                call = methods[path] = channel.unary_unary(f"/{SERVICE}{path}")
+            reply = await call(body, metadata=metadata, timeout=spec.timeout)
+            return 200, len(reply)  # a failed call raises grpc.aio.AioRpcError
+
+        yield [send]
+
+
 DRIVERS = {
+    "grpc": _grpc,
     "mux": _mux_or_uwsgi,
     "uwsgi": _mux_or_uwsgi,
     "httpx": _httpx,
@@ -195,7 +261,7 @@ class _Load:
             if counted:
                 self.in_flight_since[slot] = started
             try:
-                status, size = await send(spec.method, path, body)
+                answer = await send(spec.method, path, body)
             except Exception as exc:
                 if self.window is not None and counted:
                     self.window.errors += 1
@@ -206,10 +272,14 @@ class _Load:
             window = self.window
             if window is None or not counted:
                 continue
+            status, size = answer[0], answer[1]
             if status == 200:
                 window.ok += 1
                 window.bytes += size
-                window.latencies.append(clock() - started)
+                latency = clock() - started
+                window.latencies.append(latency)
+                if len(answer) > 2:
+                    window.by_backend.setdefault(answer[2], []).append(latency)
             else:
                 window.errors += 1
                 if len(self.error_samples) < 5:

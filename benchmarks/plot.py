@@ -37,9 +37,7 @@ def plot(doc: dict[str, Any], path: Path, concurrency: int = 64) -> bool:
     if not cells:
         return False
     names = [f"{c['target']}\nx{c['concurrency']}" for c in cells]
-    colors = [
-        "tab:blue" if c["target"].startswith(("mux", "nginx-mux")) else "tab:gray" for c in cells
-    ]
+    colors = ["tab:blue" if "mux" in c["target"] else "tab:gray" for c in cells]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(cells) * 1.1), 8), sharex=True)
     top.bar(names, [c["rps"] for c in cells], color=colors)
     top.set_ylabel("req/s (higher is better)")

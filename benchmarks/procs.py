@@ -5,6 +5,7 @@ their own rusage through psutil (the master and every worker, threads included).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,15 +19,19 @@ from pathlib import Path
 import psutil
 
 __all__ = (
+    "HTTP_ANSWER",
     "GroupMeter",
     "ServerProcess",
     "free_port",
     "start_server",
     "tcp_active_opens",
+    "tcp_socket_count",
     "time_wait_count",
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+#: What a server that is ready answers to the probe: an HTTP status line.
+HTTP_ANSWER = re.compile(rb"HTTP/")
 
 
 def free_port() -> int:
@@ -86,12 +91,13 @@ def start_server(
     log_dir: Path,
     probe: bytes,
     port: int,
+    answer: re.Pattern[bytes] = HTTP_ANSWER,
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
     stop_signal: int = signal.SIGTERM,
 ) -> ServerProcess:
     """Start ``argv`` in a new session (its own process group) and wait until ``probe`` sent
-    to 127.0.0.1:``port`` is answered with an HTTP status line."""
+    to 127.0.0.1:``port`` is answered with bytes that match ``answer``."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -108,7 +114,7 @@ def start_server(
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited at once ({proc.returncode}):\n{server.log_tail()}")
-        if _answers(port, probe):
+        if _answers(port, probe, answer):
             return server
         if time.monotonic() > deadline:
             server.stop()
@@ -116,12 +122,12 @@ def start_server(
         time.sleep(0.05)
 
 
-def _answers(port: int, probe: bytes) -> bool:
+def _answers(port: int, probe: bytes, answer: re.Pattern[bytes]) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
             sock.settimeout(2)
             sock.sendall(probe)
-            return sock.recv(16).startswith(b"HTTP/")
+            return answer.match(sock.recv(16)) is not None
     except OSError:
         return False
 
@@ -193,14 +199,24 @@ def tcp_active_opens() -> int:
     return int(tcp[1][tcp[0].index("ActiveOpens")])
 
 
+#: ss's name and /proc/net/tcp's code of the TCP states counted.
+_TCP_STATES = {"time-wait": "06", "established": "01"}
+
+
 def time_wait_count(ports: Sequence[int]) -> int:
     """TCP sockets in TIME_WAIT with either end on one of ``ports`` (loopback: both ends)."""
+    return tcp_socket_count(ports, "time-wait")
+
+
+def tcp_socket_count(ports: Sequence[int], state: str) -> int:
+    """TCP sockets in ``state`` ("time-wait" or "established") with either end on one of
+    ``ports`` (loopback: both ends)."""
     ss = shutil.which("ss")
     if ss is not None:
         # ss asks the kernel over netlink: with tens of thousands of sockets in TIME_WAIT,
         # reading /proc/net/tcp takes most of a second.
         terms = " or ".join(f"sport = :{p} or dport = :{p}" for p in ports)
-        done = subprocess.run([ss, "-Htn", "state", "time-wait", f"( {terms} )"],
+        done = subprocess.run([ss, "-Htn", "state", state, f"( {terms} )"],
                               capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
         if done.returncode == 0:
             return sum(1 for line in done.stdout.splitlines() if line.strip())
@@ -213,7 +229,7 @@ def time_wait_count(ports: Sequence[int]) -> int:
             continue
         for line in lines:
             parts = line.split()
-            if parts[3] != "06":  # TIME_WAIT
+            if parts[3] != _TCP_STATES[state]:
                 continue
             local, remote = parts[1].rsplit(":", 1)[1], parts[2].rsplit(":", 1)[1]
             if local in wanted or remote in wanted:

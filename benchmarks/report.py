@@ -54,6 +54,7 @@ def environment() -> dict[str, Any]:
         "uWSGI",
         "granian",
         "gunicorn",
+        "grpcio",
         "httpx",
         "aiohttp",
         "h2",
@@ -110,7 +111,7 @@ RATIOS: tuple[Ratio, ...] = (
         "hello",
         64,
         "rps",
-        4.0,
+        5.0,
         True,
     ),
     Ratio(
@@ -121,7 +122,7 @@ RATIOS: tuple[Ratio, ...] = (
         "hello",
         64,
         "server_cpu_us",
-        0.5,
+        0.35,
         False,
     ),
     Ratio(
@@ -143,12 +144,12 @@ RATIOS: tuple[Ratio, ...] = (
         "hello",
         64,
         "rps",
-        8.0,
+        5.0,
         True,
     ),
     Ratio(
         "rps-vs-uwsgi-wrk",
-        "hello x64 req/s, mux 1 conn / wrk -> uWSGI http",
+        "hello x64 req/s, mux 1 conn / wrk -> uWSGI http-socket",
         "mux-1conn",
         "uwsgi-http-wrk",
         "hello",
@@ -156,6 +157,39 @@ RATIOS: tuple[Ratio, ...] = (
         "rps",
         2.0,
         True,
+    ),
+    Ratio(
+        "rps-vs-grpc",
+        "hello x64 req/s, mux 1 conn / gRPC (1 channel)",
+        "mux-1conn",
+        "grpc",
+        "hello",
+        64,
+        "rps",
+        4.0,
+        True,
+    ),
+    Ratio(
+        "client-cpu-vs-grpc",
+        "client CPU per call, mux / gRPC (hello x64)",
+        "mux-1conn",
+        "grpc",
+        "hello",
+        64,
+        "client_cpu_us",
+        0.3,
+        False,
+    ),
+    Ratio(
+        "server-cpu-vs-grpc",
+        "server CPU per call, muxwsgi / gRPC (hello x64)",
+        "mux-1conn",
+        "grpc",
+        "hello",
+        64,
+        "server_cpu_us",
+        0.3,
+        False,
     ),
     Ratio(
         "hol-p99",
@@ -181,13 +215,24 @@ RATIOS: tuple[Ratio, ...] = (
     ),
     Ratio(
         "nginx-muxwsgi-vs-uwsgi",
-        "hello x64 req/s, nginx -> muxwsgi / nginx -> uWSGI",
+        "hello x64 req/s, nginx -> muxwsgi / nginx -> uWSGI (uwsgi_pass)",
         "nginx-muxwsgi",
         "nginx-uwsgi",
         "hello",
         64,
         "rps",
-        0.8,
+        0.9,
+        True,
+    ),
+    Ratio(
+        "nginx-keepalive-vs-granian",
+        "hello x64 req/s, nginx keepalive -> muxwsgi / nginx keepalive -> granian",
+        "nginx-keepalive-muxwsgi",
+        "nginx-keepalive-granian",
+        "hello",
+        64,
+        "rps",
+        1.0,
         True,
     ),
 )
@@ -296,6 +341,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 row += [_fmt(c.get("mib_s"), 1)]
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+        out.extend(_per_backend(mine))
     if doc.get("ratios"):
         out.append("### ratios\n")
         out.append("| ratio | measured | promised | holds |")
@@ -319,6 +365,22 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_options_line(doc.get('options', {}))}."
         )
     return "\n".join(out).rstrip() + "\n"
+
+
+def _per_backend(cells: list[Cell]) -> list[str]:
+    """A fleet's cells, one row per backend: its share of the requests and its latency."""
+    out: list[str] = []
+    for c in cells:
+        if not c.get("backends"):
+            continue
+        out.append(f"{c['target']} x{c['concurrency']}, per backend:\n")
+        out.append("| backend | requests | share | p50 ms | p99 ms |")
+        out.append("|---|---|---|---|---|")
+        for address, b in c["backends"].items():
+            out.append(f"| {address} | {b['requests']} | {b['share']:.1%} | "
+                       f"{_fmt(b['p50_ms'], 2)} | {_fmt(b['p99_ms'], 2)} |")  # fmt: skip
+        out.append("")
+    return out
 
 
 def _one_line(text: str) -> str:

@@ -26,11 +26,11 @@ from .procs import (
     tcp_active_opens,
     time_wait_count,
 )
-from .targets import SERVERS, TARGETS, Layout, Target, _tool, missing_tools
+from .targets import SERVERS, TARGETS, Layout, ServerSpec, Target, _tool, missing_tools
 from .workload import SCENARIOS, Scenario
 from .wrk import run_wrk
 
-__all__ = ("Options", "run_benchmarks")
+__all__ = ("Options", "run_benchmarks", "run_directory", "running")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,16 +38,20 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK_TARGETS = (
     "uwsgi-classic",
     "mux-1conn",
+    "grpc",
     "mux-pool",
     "muxwsgi-classic",
     "granian-aiohttp",
     "uwsgi-http-wrk",
     "nginx-uwsgi",
     "nginx-muxwsgi",
+    "nginx-keepalive-muxwsgi",
+    "nginx-keepalive-granian",
 )
 QUICK_SCENARIOS = ("hello", "hol", "echo-1m")
-#: Head-of-line needs a connection to share; over HTTP/1.1 keep-alive or wrk it means nothing.
-HOL_DRIVERS = ("mux", "uwsgi")
+#: Head-of-line needs a connection to share (a mux connection, gRPC's one channel); over
+#: HTTP/1.1 keep-alive or wrk it means nothing.
+HOL_DRIVERS = ("mux", "uwsgi", "grpc")
 
 
 @dataclass
@@ -79,6 +83,8 @@ def plan(options: Options) -> list[tuple[Target, Scenario, int]]:
             scenario = SCENARIOS[scenario_id]
             if scenario.slow_path and target.driver not in HOL_DRIVERS:
                 continue
+            if scenario.backends and target.id != "mux-1conn":
+                continue  # a fleet is measured once, with one mux client balancing it
             levels = options.concurrency or (
                 scenario.quick_concurrency if options.quick else scenario.concurrency
             )
@@ -87,34 +93,43 @@ def plan(options: Options) -> list[tuple[Target, Scenario, int]]:
 
 
 @contextmanager
+def run_directory() -> Iterator[Path]:
+    """A temporary directory for the servers' configuration files, logs and sockets."""
+    with tempfile.TemporaryDirectory(prefix="muxwsgi-bench-") as tmp:
+        run_dir = Path(tmp)
+        # nginx workers run as another user when started as root: let them read the config.
+        run_dir.chmod(0o755)
+        yield run_dir
+
+
+def _start(name: str, spec: ServerSpec, lay: Layout) -> ServerProcess:
+    return start_server(
+        name,
+        spec.argv(lay),
+        log_dir=lay.run_dir,
+        probe=spec.probe,
+        port=lay.port,
+        answer=spec.answer,
+    )
+
+
+@contextmanager
 def running(
     target: Target, options: Options, run_dir: Path
 ) -> Iterator[tuple[list[ServerProcess], str, list[int]]]:
     """Start the target's server (and nginx in front of it); yield the servers, the URL the
     driver uses and the ports to watch; stop everything by process group on the way out."""
-    spec = SERVERS[target.server]
     port = free_port()
     started: list[ServerProcess] = []
     try:
         lay = Layout(port, options.workers, options.threads, run_dir)
-        started.append(
-            start_server(target.id, spec.argv(lay), log_dir=run_dir, probe=spec.probe, port=port)
-        )
+        started.append(_start(target.id, SERVERS[target.server], lay))
         ports = [port]
         if target.front:
             front = SERVERS[target.front]
-            front_port = free_port()
-            front_lay = Layout(front_port, options.workers, options.threads, run_dir, port)
-            started.append(
-                start_server(
-                    f"{target.id}-{front.name}",
-                    front.argv(front_lay),
-                    log_dir=run_dir,
-                    probe=front.probe,
-                    port=front_port,
-                )
-            )
-            ports.insert(0, front_port)
+            front_lay = Layout(free_port(), options.workers, options.threads, run_dir, port)
+            started.append(_start(f"{target.id}-{front.name}", front, front_lay))
+            ports.insert(0, front_lay.port)
         yield started, f"{target.scheme}://127.0.0.1:{ports[0]}", ports
     finally:
         for server in reversed(started):
@@ -167,8 +182,17 @@ def measure(
     ports: list[int],
     options: Options,
     run_dir: Path,
+    backends: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One cell: the load's figures plus the servers' CPU, peak RSS and connection churn."""
+    """One cell: the load's figures plus the servers' CPU, peak RSS and connection churn.
+    A fleet scenario measures its own servers instead of the target's (benchmarks/fleet.py)."""
+    if scenario.backends and backends is None:
+        from .fleet import running_fleet
+
+        with running_fleet(scenario.backends, options, run_dir) as (fleet, url, backends):
+            return measure(
+                target, scenario, concurrency, fleet, url, [], options, run_dir, backends
+            )
     meter = GroupMeter(servers)
     edges: dict[str, int] = {}
 
@@ -212,6 +236,7 @@ def measure(
             "connections": target.connections,
             "slow_path": scenario.slow_path,
             "timeout": options.timeout,
+            "backends": backends,
         }
         windows = 2 if scenario.slow_path else 1
         load = _loadgen(spec, on_start, on_stop, 60 + options.warmup + windows * options.duration)
@@ -238,6 +263,7 @@ def measure(
         **{k: load[k] for k in ("base_p50_ms", "base_p99_ms", "base_rps") if k in load},
         "driver": target.driver,
         "error_samples": load.get("error_samples", [])[:3],
+        **({"backends": load["backends"]} if "backends" in load else {}),
     }
 
 
@@ -270,10 +296,7 @@ def run_benchmarks(options: Options, progress: Progress) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     done = 0
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="muxwsgi-bench-") as tmp:
-        run_dir = Path(tmp)
-        # nginx workers run as another user when started as root: let them read the config.
-        run_dir.chmod(0o755)
+    with run_directory() as run_dir:
         for target_id in options.targets:
             target = TARGETS[target_id]
             mine = [c for c in cells if c[0] is target]
@@ -291,7 +314,7 @@ def run_benchmarks(options: Options, progress: Progress) -> dict[str, Any]:
                     for _, scenario, level in mine:
                         done += 1
                         label = (
-                            f"[{done}/{len(cells)}] {target.id:<18} {scenario.id:<8} x{level:<4}"
+                            f"[{done}/{len(cells)}] {target.id:<24} {scenario.id:<8} x{level:<4}"
                         )
                         progress(f"{label} ...")
                         try:

@@ -7,6 +7,8 @@ program is missing is skipped with the command that installs it.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muxwsgi import classic
+
+from .procs import HTTP_ANSWER
 
 __all__ = ("SERVERS", "TARGETS", "Layout", "ServerSpec", "Target", "missing_tools")
 
@@ -70,12 +74,25 @@ def _granian(lay: Layout) -> list[str]:
     ).split()]  # fmt: skip
 
 
-def _gunicorn_h2c(lay: Layout) -> list[str]:
-    return [_tool("gunicorn"), *(
-        f"--worker-class gthread --workers {lay.workers} --threads {lay.threads} "
-        f"--bind 127.0.0.1:{lay.port} --http-protocols h2,h1 "
-        "--http2-cleartext prior-knowledge --http2-max-concurrent-streams 1024 "
-        f"--backlog 1024 --log-level warning {APP}"
+def _gunicorn(*protocol: str) -> Callable[[Layout], list[str]]:
+    def argv(lay: Layout) -> list[str]:
+        return [_tool("gunicorn"), *(
+            f"--worker-class gthread --workers {lay.workers} --threads {lay.threads} "
+            f"--bind 127.0.0.1:{lay.port} --backlog 1024 --log-level warning"
+        ).split(), *protocol, APP]  # fmt: skip
+
+    return argv
+
+
+H2C_OPTIONS = (
+    "--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge",
+    "--http2-max-concurrent-streams", "1024",
+)  # fmt: skip
+
+
+def _grpc(lay: Layout) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.grpc_server", *(
+        f"--port {lay.port} --workers {lay.workers} --threads {lay.threads}"
     ).split()]  # fmt: skip
 
 
@@ -97,10 +114,23 @@ http {{
     # Bodies and responses stay in memory: temporary files would measure the disk.
     client_body_buffer_size 2m;
     uwsgi_max_temp_file_size 0;
+    proxy_max_temp_file_size 0;
     keepalive_requests 1000000;
+    upstream backend {{
+        server 127.0.0.1:{backend_port};
+{upstream}
+    }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
+{location}
+        }}
+    }}
+}}
+"""
+
+#: uwsgi_pass: the drop-in. A new connection to the backend for every request.
+UWSGI_PASS = ("", """\
             # nginx's own uwsgi_params, inline so that no file outside the run is needed.
             uwsgi_param QUERY_STRING $query_string;
             uwsgi_param REQUEST_METHOD $request_method;
@@ -116,19 +146,34 @@ http {{
             uwsgi_param REMOTE_PORT $remote_port;
             uwsgi_param SERVER_PORT $server_port;
             uwsgi_param SERVER_NAME $server_name;
-            uwsgi_pass 127.0.0.1:{backend_port};
-        }}
-    }}
-}}
-"""
+            uwsgi_pass backend;""")  # fmt: skip
+
+#: proxy_pass over HTTP/1.1 with a pool of idle upstream connections, as docs/nginx.md shows
+#: it: requests reuse the backend's connections. The pool holds every connection the busiest
+#: cell keeps in flight (256), so none is closed for lack of room.
+PROXY_PASS_KEEPALIVE = ("""\
+        keepalive 256;
+        keepalive_requests 1000000;""", """\
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;""")  # fmt: skip
 
 
-def _nginx(lay: Layout) -> list[str]:
-    conf = lay.run_dir / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(run_dir=lay.run_dir, port=lay.port, backend_port=lay.backend_port)
-    )
-    return [_tool("nginx"), "-p", str(lay.run_dir), "-c", str(conf)]
+def _nginx(upstream_and_location: tuple[str, str]) -> Callable[[Layout], list[str]]:
+    upstream, location = upstream_and_location
+
+    def argv(lay: Layout) -> list[str]:
+        conf = lay.run_dir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(
+            run_dir=lay.run_dir, port=lay.port, backend_port=lay.backend_port,
+            upstream=upstream, location=location,
+        ))  # fmt: skip
+        return [_tool("nginx"), "-p", str(lay.run_dir), "-c", str(conf)]
+
+    return argv
 
 
 HTTP_PROBE = b"GET /hello HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
@@ -142,6 +187,9 @@ UWSGI_PROBE = classic.encode_request(
         "SERVER_PORT": "80",
     }
 )
+#: HTTP/2's connection preface, then an empty SETTINGS frame.
+H2_PROBE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_ANSWER = re.compile(rb"...\x04", re.S)  # a frame header: 3 bytes of length, type SETTINGS
 
 
 @dataclass(frozen=True)
@@ -149,7 +197,8 @@ class ServerSpec:
     name: str
     argv: Callable[[Layout], list[str]]
     probe: bytes
-    tool: str  # the program that must exist
+    tool: str  # the program (or, for grpcio, the Python distribution) that must exist
+    answer: re.Pattern[bytes] = HTTP_ANSWER  # what the probe's answer starts with
 
 
 SERVERS: dict[str, ServerSpec] = {
@@ -164,8 +213,12 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("granian", _granian, HTTP_PROBE, "granian"),
         # gunicorn answers an HTTP/1.1 probe on a prior-knowledge port with a 400: enough to
         # know a worker listens.
-        ServerSpec("gunicorn-h2c", _gunicorn_h2c, HTTP_PROBE, "gunicorn"),
-        ServerSpec("nginx", _nginx, HTTP_PROBE, "nginx"),
+        ServerSpec("gunicorn-h2c", _gunicorn(*H2C_OPTIONS), HTTP_PROBE, "gunicorn"),
+        ServerSpec("gunicorn", _gunicorn(), HTTP_PROBE, "gunicorn"),
+        ServerSpec("nginx", _nginx(UWSGI_PASS), HTTP_PROBE, "nginx"),
+        ServerSpec("nginx-keepalive", _nginx(PROXY_PASS_KEEPALIVE), HTTP_PROBE, "nginx"),
+        # A gRPC server answers the HTTP/2 preface with its SETTINGS.
+        ServerSpec("grpc", _grpc, H2_PROBE, "grpcio", answer=H2_ANSWER),
     )
 }
 
@@ -204,6 +257,14 @@ TARGETS: dict[str, Target] = {
             "uWSGI --socket, our client in classic mode (connection per request)",
         ),
         Target("mux-1conn", "muxwsgi", "mux", "mux", "muxwsgi, 1 mux connection"),
+        # The multiplexed RPC Python services use today, beside mux-1conn: one HTTP/2 channel.
+        Target(
+            "grpc",
+            "grpc",
+            "grpc",
+            "grpc",
+            "grpcio sync server (a thread pool per process), grpc.aio client, 1 channel",
+        ),
         Target("mux-pool", "muxwsgi", "mux", "mux", "muxwsgi, 4 mux connections", connections=4),
         Target(
             "muxwsgi-classic",
@@ -254,14 +315,33 @@ TARGETS: dict[str, Target] = {
             "wrk -> nginx -> muxwsgi (classic uwsgi)",
             front="nginx",
         ),
+        *(
+            Target(
+                f"nginx-keepalive-{name}",
+                server,
+                "wrk",
+                "http",
+                f"wrk -> nginx proxy_pass, upstream keepalive -> {what}",
+                front="nginx-keepalive",
+            )
+            for name, server, what in (
+                ("muxwsgi", "muxwsgi", "muxwsgi HTTP/1.1"),
+                ("uwsgi", "uwsgi-http11", "uWSGI --http11-socket"),
+                ("granian", "granian", "granian WSGI HTTP/1.1"),
+                ("gunicorn", "gunicorn", "gunicorn gthread HTTP/1.1"),
+            )
+        ),
     )
 }
 
 
+#: Tools that are Python distributions (server and client both import them), by module name.
+PYTHON_TOOLS = {"grpcio": "grpc"}
 INSTALL = {
     "uwsgi": INSTALL_HINT,
     "granian": INSTALL_HINT,
     "gunicorn": INSTALL_HINT,
+    "grpcio": INSTALL_HINT,
     "nginx": "apt-get install nginx-light",
     "wrk": "apt-get install wrk",
 }
@@ -272,6 +352,10 @@ def missing_tools(target: Target) -> list[tuple[str, str]]:
     missing = []
     for name in target.tools:
         if name == "python":
+            continue
+        if name in PYTHON_TOOLS:
+            if importlib.util.find_spec(PYTHON_TOOLS[name]) is None:
+                missing.append((name, INSTALL[name]))
             continue
         path = _tool(name)
         if not Path(path).exists() and shutil.which(path) is None:

@@ -31,7 +31,8 @@ BROWSER_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Request-Id", "9f1c2a7e-55d1-4c1e-9e0b-3f5b8a1d2c4e"),
 )
 
-# HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): h2 clients must drop them.
+# HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): h2 clients (httpx-h2, gRPC's
+# metadata) must drop them.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade"})
 
 
@@ -44,7 +45,7 @@ def headers_for(driver: str) -> list[tuple[str, str]]:
     headers = list(BROWSER_HEADERS)
     if driver in ("mux", "uwsgi"):
         headers.insert(0, ("Host", "api.example.com"))
-    if driver == "httpx-h2":
+    if driver in ("httpx-h2", "grpc"):
         headers = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
     return headers
 
@@ -62,6 +63,9 @@ class Scenario:
     #: Head-of-line: a second window with one /slow request always in flight beside the load.
     slow_path: str | None = None
     what: str = ""
+    #: A fleet: this many muxwsgi backends on 127.0.0.2, .3, ... (one port) behind one name,
+    #: the last one 10x slower (benchmarks/fleet.py); one client balances them.
+    backends: int = 0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -82,5 +86,14 @@ SCENARIOS: dict[str, Scenario] = {
             what="fast requests beside one 1 s request",
         ),
         Scenario("churn", "GET", "/hello", (16,), (16,), what="connections opened, TIME_WAIT"),
+        Scenario(
+            "fleet",
+            "GET",
+            "/fleet",
+            (16,),
+            (16,),
+            backends=4,
+            what="4 backends behind one name, one 10x slower (10 ms / 100 ms per request)",
+        ),
     )
 }

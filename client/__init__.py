@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._async.client import AsyncClient
 from ._async.response import AsyncResponse
+from ._discovery import Address, AsyncResolver, Resolver
 from ._exceptions import (
     ClientError,
     ConnectError,
@@ -31,6 +32,7 @@ from ._exceptions import (
     TransportError,
     WriteError,
 )
+from ._metrics import ClientMetrics, EndpointMetrics, Histogram
 from ._models import Endpoint, Headers, parse_url
 from ._sync.client import Client
 from ._sync.response import Response
@@ -39,21 +41,27 @@ if TYPE_CHECKING:
     from ._httpx import AsyncMuxTransport, MuxTransport
 
 __all__ = (
+    "Address",
     "AsyncClient",
     "AsyncMuxTransport",
+    "AsyncResolver",
     "AsyncResponse",
     "Client",
     "ClientError",
+    "ClientMetrics",
     "ConnectError",
     "ConnectTimeout",
     "Endpoint",
+    "EndpointMetrics",
     "Headers",
+    "Histogram",
     "MuxTransport",
     "NotMuxWSGIError",
     "PoolTimeout",
     "ProtocolViolation",
     "ReadError",
     "RequestTimeout",
+    "Resolver",
     "Response",
     "StreamResetError",
     "TimeoutException",

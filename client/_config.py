@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 from muxwsgi import DEFAULT_WINDOW, MAX_WINDOW, ConnectionConfig, Settings
 
-__all__ = ("USE_CLIENT_DEFAULT", "ClientConfig", "UseClientDefault")
+__all__ = ("BALANCING", "USE_CLIENT_DEFAULT", "ClientConfig", "UseClientDefault")
+
+#: The balancing policies (``balancing=``): how a request chooses among the connections.
+BALANCING = ("peak_ewma", "least_outstanding")
 
 
 class UseClientDefault(enum.Enum):
@@ -64,6 +67,28 @@ class ClientConfig:
     #: How many times a request the server never processed (a refused stream, a stream above
     #: a GOAWAY's last stream id) is sent again, whatever its method, within its deadline.
     max_transparent_retries: int = 10
+    #: How often host names are read again (new addresses join the pool, vanished ones are
+    #: drained); a connection failure or a GOAWAY reads them sooner, at most once a second.
+    #: gRPC's DNS resolver waits at least 30 s between two resolutions.
+    resolve_interval: float = 30.0
+    #: How a request chooses a connection: "peak_ewma" (two connections drawn at random, the
+    #: one with the lower latency x (outstanding + 1) wins: Finagle's and Linkerd's), or
+    #: "least_outstanding" (the one with the fewest streams in flight).
+    balancing: str = "peak_ewma"
+    #: Consecutive failures (a connection that cannot be opened, or dies with no GOAWAY) after
+    #: which an endpoint is ejected: it takes no new streams and no new connections for a while.
+    ejection_failures: int = 5
+    #: How long the first ejection of an endpoint lasts; each consecutive one lasts twice the
+    #: last, up to max_ejection_time. A response from the endpoint ends the series.
+    ejection_time: float = 30.0
+    #: The longest one ejection lasts.
+    max_ejection_time: float = 300.0
+    #: At most this share of the endpoints is ejected at once (one may always be): a fault on
+    #: the client's side must not empty the pool.
+    max_ejection_percent: int = 10
+    #: Give every request that carries no ``traceparent`` header a new one (W3C Trace
+    #: Context), so that the server's access log and the application can follow it.
+    trace: bool = False
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -80,6 +105,17 @@ class ClientConfig:
         _check("connection_window", self.connection_window, int, least=DEFAULT_WINDOW,
                most=MAX_WINDOW)  # fmt: skip
         _check("max_transparent_retries", self.max_transparent_retries, int, least=0)
+        _check("resolve_interval", self.resolve_interval, float, above=0)
+        if self.balancing not in BALANCING:
+            raise ValueError(
+                f"balancing={self.balancing!r}: must be one of {', '.join(map(repr, BALANCING))}"
+            )
+        _check("ejection_failures", self.ejection_failures, int, least=1)
+        _check("ejection_time", self.ejection_time, float, above=0)
+        _check("max_ejection_time", self.max_ejection_time, float, least=self.ejection_time)
+        _check("max_ejection_percent", self.max_ejection_percent, int, least=0, most=100)
+        if not isinstance(self.trace, bool):
+            raise ValueError(f"trace={self.trace!r}: must be True or False")
 
     def connection_config(self) -> ConnectionConfig:
         """The sans-IO core's configuration for one new connection (its own Settings)."""

@@ -47,7 +47,7 @@ from ._events import (
 from ._flood import FloodLimits
 from ._frames import MAGIC, MAX_PAYLOAD, MAX_STREAM_ID, MAX_WINDOW, Flags, FrameType
 from ._settings import SettingCode, Settings
-from ._vars import TIMEOUT_VAR, VarsBlock
+from ._vars import MAX_TIMEOUT_MS, TIMEOUT_VAR, VarsBlock
 
 __version__ = "0.1.0"
 #: Whether this package runs its mypyc-compiled modules (False: the pure-Python reference build,
@@ -59,6 +59,7 @@ __all__ = (
     "MAGIC",
     "MAX_PAYLOAD",
     "MAX_STREAM_ID",
+    "MAX_TIMEOUT_MS",
     "MAX_WINDOW",
     "RETRY_SAFE_CODES",
     "TIMEOUT_VAR",

@@ -67,11 +67,18 @@ from ._frames import (
 )
 from ._settings import SETTING_RULES, SettingCode, Settings, check_setting
 from ._state import (
+    CONNECTION_TRANSITIONS,
     FRAME_RULES,
     HALF_STREAM_TRANSITIONS,
     INVALID_RECEIVE_CODE,
+    ConnectionInput,
+    ConnectionState,
     HalfState,
     Input,
+    body_problem,
+    goaway_may_follow,
+    is_idle,
+    new_stream_problem,
 )
 from ._vars import (
     TIMEOUT_VAR,
@@ -83,6 +90,7 @@ from ._vars import (
     parse_content_length,
     parse_timeout_ms,
 )
+from ._windows import DEFAULT_WINDOW, FlowControl
 
 __all__ = (
     "DEFAULT_WINDOW",
@@ -92,9 +100,6 @@ __all__ = (
     "Counters",
     "Role",
 )
-
-#: Both windows of a new connection start here; SETTINGS and WINDOW_UPDATE move them.
-DEFAULT_WINDOW = 65535
 
 _unpack_header = FRAME_HEADER.unpack_from
 _pack_header = FRAME_HEADER.pack
@@ -115,16 +120,6 @@ class Role(enum.Enum):
 
     CLIENT = "client"
     SERVER = "server"
-
-
-class ConnectionState(enum.Enum):
-    """Where the connection as a whole stands."""
-
-    OPEN = "open"
-    #: A GOAWAY was sent or received without an error: live streams finish, no new ones open.
-    CLOSING = "closing"
-    #: A connection error happened (either side); nothing more is processed.
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,42 +157,21 @@ class Counters:
     glitches: int = 0
 
 
-class _Stream:
-    """Per-stream bookkeeping: the state of each direction and the flow-control windows."""
+class _Stream(FlowControl):
+    """Per-stream bookkeeping: the state of each direction, and (inherited) its windows."""
 
-    __slots__ = (
-        "recv",
-        "recv_processed",
-        "recv_remaining",
-        "recv_unacked",
-        "recv_window",
-        "send",
-        "send_remaining",
-        "send_window",
-        "stream_id",
-    )
+    __slots__ = ("recv", "recv_remaining", "recv_unacked", "send", "send_remaining", "stream_id")
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int) -> None:
+        FlowControl.__init__(self, send_window, recv_window)
         self.stream_id = stream_id
         self.send = _IDLE
         self.recv = _IDLE
-        self.send_window = send_window
-        self.recv_window = recv_window
         #: Received bytes the application has not acknowledged yet.
         self.recv_unacked = 0
-        #: Acknowledged bytes not yet returned to the peer in a WINDOW_UPDATE.
-        self.recv_processed = 0
         #: CONTENT_LENGTH minus body bytes so far, per direction; None: no CONTENT_LENGTH.
         self.recv_remaining: int | None = None
         self.send_remaining: int | None = None
-
-
-def _window_increment(current: int, processed: int, maximum: int) -> int:
-    """How much window to return now: none until half the window was consumed and processed
-    (small updates waste frames), except that an exhausted window reopens early."""
-    if processed >= maximum // 2 or (current <= 0 and processed >= min(1024, maximum // 4)):
-        return max(0, min(processed, maximum - current))
-    return 0
 
 
 class Connection:
@@ -235,14 +209,16 @@ class Connection:
         self._preface_received = False
         self._next_stream_id = 1
         self._highest_stream_id = 0
+        #: (server) The highest stream id a RequestReceived was emitted for ...
+        self._last_request = 0
+        #: ... as of the end of the last receive_data() that returned: a call that raises
+        #: loses its events. A GOAWAY covers no stream above it ([S-6]).
         self._last_reported = 0
         self._goaway_sent: int | None = None
         self._goaway_received: int | None = None
         self._pings: set[bytes] = set()
-        self._send_conn_window = DEFAULT_WINDOW
-        self._recv_conn_window = DEFAULT_WINDOW
-        self._recv_conn_max = DEFAULT_WINDOW
-        self._recv_conn_processed = 0
+        #: The connection's windows (each stream has its own pair).
+        self._flow = FlowControl(DEFAULT_WINDOW, config.connection_window_size)
         # One Packer per connection: a Packer is not safe to share between threads.
         self._pack = msgpack.Packer().pack
         self._validate_outbound = config.validate_outbound
@@ -280,10 +256,8 @@ class Connection:
         }
         self._queue_local_settings(list(self.local_settings.items()), FrameType.PREFACE)
         increment = config.connection_window_size - DEFAULT_WINDOW
-        if increment:
+        if increment:  # the peer starts from DEFAULT_WINDOW: raise it at once ([W-8])
             self._out.append(encode_window_update(0, increment))
-            self._recv_conn_window += increment
-            self._recv_conn_max = config.connection_window_size
         # Frames that must stay first in the output, ahead of any urgent reply: the PREFACE
         # (and its WINDOW_UPDATE) until they have been taken by data_to_send().
         self._pinned = len(self._out)
@@ -367,14 +341,14 @@ class Connection:
     @property
     def outbound_connection_window(self) -> int:
         """Body bytes this side may still send on the connection as a whole, over all streams."""
-        return max(0, self._send_conn_window)
+        return max(0, self._flow.send_window)
 
     def outbound_window(self, stream_id: int) -> int:
         """How many body bytes :meth:`send_data` accepts on ``stream_id`` now (0 if closed)."""
         stream = self._streams.get(stream_id)
         if stream is None:
             return 0
-        return max(0, min(stream.send_window, self._send_conn_window))
+        return max(0, min(stream.send_window, self._flow.send_window))
 
     def is_open(self, stream_id: int) -> bool:
         return stream_id in self._streams
@@ -454,7 +428,7 @@ class Connection:
             self._buffer, self._buffer_pos = buf, pos
         else:
             self._buffer, self._buffer_pos = b"", 0
-        self._last_reported = self._highest_stream_id
+        self._last_reported = self._last_request
         return events
 
     def _recv_preface(
@@ -483,7 +457,8 @@ class Connection:
         self._apply_remote_settings(payload, events)
 
     def _apply_remote_settings(self, payload: bytes, events: list[Event]) -> None:
-        """Apply the peer's settings list (PREFACE or SETTINGS), ACK it, emit SettingsChanged."""
+        """Apply the peer's settings list (PREFACE or SETTINGS), ACK it, emit SettingsChanged,
+        then a WindowUpdated for each stream still sending if INITIAL_WINDOW_SIZE rose."""
         if len(payload) % 6:
             raise FrameSizeError(f"settings list of {len(payload)} bytes is not a multiple of 6")
         pairs = iter_settings(payload)
@@ -502,11 +477,17 @@ class Connection:
         if delta:
             # INITIAL_WINDOW_SIZE moves every open stream's send window (it may go negative).
             for stream in self._streams.values():
-                stream.send_window += delta
-                if stream.send_window > MAX_WINDOW:
+                if not stream.open(delta):
                     raise FlowControlError("INITIAL_WINDOW_SIZE change overflows a stream window")
         self._queue_control(encode_frame(FrameType.SETTINGS, _ACK, 0))
         events.append(SettingsChanged(changed=changed))
+        if delta > 0:
+            # Streams waiting for window may send again: say so, as a WINDOW_UPDATE would.
+            events.extend(
+                WindowUpdated(stream.stream_id, delta)
+                for stream in self._streams.values()
+                if stream.send is not _CLOSED
+            )
 
     def _apply_local_settings(self, changed: dict[SettingCode, int], events: list[Event]) -> None:
         """The peer ACKed settings we sent: enforce them from now on."""
@@ -515,7 +496,7 @@ class Connection:
         delta = self._enforced.initial_window_size - old_window
         if delta:
             for stream in self._streams.values():
-                stream.recv_window += delta
+                stream.shift_receive(delta)
         events.append(SettingsAcknowledged(changed=changed))
 
     def _recv_request(
@@ -526,12 +507,9 @@ class Connection:
             raise StreamError(
                 stream_id, "a second HEADERS on a stream", INVALID_RECEIVE_CODE[stream.recv]
             )
-        if stream_id <= self._highest_stream_id or not stream_id & 1:
-            raise RemoteProtocolError(
-                f"stream id {stream_id} is not odd and above {self._highest_stream_id}"
-            )
-        if stream_id > MAX_STREAM_ID:
-            raise RemoteProtocolError(f"stream id {stream_id} is above {MAX_STREAM_ID}")
+        problem = new_stream_problem(stream_id, self._highest_stream_id)
+        if problem is not None:
+            raise RemoteProtocolError(problem)
         self._highest_stream_id = stream_id
         self.counters.streams_opened += 1
         if self._goaway_sent is not None and stream_id > self._goaway_sent:
@@ -563,16 +541,17 @@ class Connection:
         except InvalidVarsError as exc:
             raise StreamError(stream_id, str(exc), exc.error_code) from None
         end = flags & _END
-        if end and content_length:
-            raise StreamError(
-                stream_id, "CONTENT_LENGTH announces a body, END_STREAM", ErrorCode.PROTOCOL_ERROR
-            )
+        if end and content_length is not None:
+            problem = body_problem(content_length, 0, True)
+            if problem is not None:
+                raise StreamError(stream_id, problem, ErrorCode.PROTOCOL_ERROR)
         stream = _Stream(
             stream_id, self.remote_settings.initial_window_size, enforced.initial_window_size
         )
         stream.recv = _CLOSED if end else _OPEN
         stream.recv_remaining = content_length
         self._streams[stream_id] = stream
+        self._last_request = stream_id  # handed to the application: a GOAWAY now covers it
         # Positional arguments on the hot paths: half the cost of keywords.
         events.append(
             RequestReceived(stream_id, request_vars, bool(end), content_length, timeout_ms)
@@ -617,8 +596,7 @@ class Connection:
                 f"DATA frame of {size} bytes exceeds MAX_FRAME_SIZE {self._enforced.max_frame_size}"
             )
         # Every DATA byte counts against the connection window, even on a closed stream.
-        self._recv_conn_window -= size
-        if self._recv_conn_window < 0:
+        if not self._flow.received(size):
             raise FlowControlError("the peer overran the connection receive window")
         stream = self._streams.get(stream_id)
         if stream is None:
@@ -631,18 +609,11 @@ class Connection:
         code = ErrorCode.PROTOCOL_ERROR
         if next_state is None:
             problem, code = "unexpected DATA", INVALID_RECEIVE_CODE[stream.recv]
-        else:
-            stream.recv_window -= size
-            # An empty frame overruns nothing, even where a SETTINGS decrease left the
-            # window below zero.
-            if stream.recv_window < 0 and size:
-                problem, code = "the peer overran the stream window", ErrorCode.FLOW_CONTROL_ERROR
-            elif stream.recv_remaining is not None:
-                stream.recv_remaining -= size
-                if stream.recv_remaining < 0:
-                    problem = "more body than CONTENT_LENGTH"
-                elif end and stream.recv_remaining:
-                    problem = "END_STREAM before CONTENT_LENGTH bytes of body"
+        elif not stream.received(size):
+            problem, code = "the peer overran the stream window", ErrorCode.FLOW_CONTROL_ERROR
+        elif stream.recv_remaining is not None:
+            problem = body_problem(stream.recv_remaining, size, bool(end))
+            stream.recv_remaining -= size
         if problem is not None:
             self._return_connection_credit(size)
             raise StreamError(stream_id, problem, code)
@@ -689,12 +660,10 @@ class Connection:
 
     def _recv_goaway(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
         last_stream_id, code, debug = unpack_goaway(payload)
-        if self._goaway_received is not None and last_stream_id > self._goaway_received:
+        if not goaway_may_follow(self._goaway_received, last_stream_id):
             raise RemoteProtocolError("GOAWAY raised its last stream id")
         self._goaway_received = last_stream_id
-        self._may_open = False
-        if self.state is ConnectionState.OPEN:
-            self.state = ConnectionState.CLOSING
+        self._enter(ConnectionInput.GOAWAY)
         if self.role is Role.CLIENT:
             # Streams above last_stream_id were never processed: report them refused, which
             # tells the caller they are safe to retry on another connection.
@@ -714,19 +683,17 @@ class Connection:
         if stream_id == 0:
             if not increment:
                 raise RemoteProtocolError("WINDOW_UPDATE of 0 on the connection")
-            self._send_conn_window += increment
-            if self._send_conn_window > MAX_WINDOW:
+            if not self._flow.open(increment):
                 raise FlowControlError("WINDOW_UPDATE overflows the connection window")
         else:
             stream = self._streams.get(stream_id)
             if stream is None:
-                if self._is_idle(stream_id):
+                if is_idle(stream_id, self._highest_stream_id):
                     raise RemoteProtocolError(f"WINDOW_UPDATE on idle stream {stream_id}")
                 return  # a late update for a stream that just finished: common, harmless
             if not increment:
                 raise StreamError(stream_id, "WINDOW_UPDATE of 0", ErrorCode.PROTOCOL_ERROR)
-            stream.send_window += increment
-            if stream.send_window > MAX_WINDOW:
+            if not stream.open(increment):
                 raise StreamError(
                     stream_id, "WINDOW_UPDATE overflows the window", ErrorCode.FLOW_CONTROL_ERROR
                 )
@@ -734,14 +701,15 @@ class Connection:
 
     # ------------------------------------------------------------------ receive helpers
 
-    def _is_idle(self, stream_id: int) -> bool:
-        """True for a stream id that was never opened (ids are odd and opened in order)."""
-        return not stream_id & 1 or stream_id > self._highest_stream_id
+    def _enter(self, what: ConnectionInput) -> None:
+        """Move the connection state; every move leaves OPEN, so no stream opens after it."""
+        self.state = CONNECTION_TRANSITIONS[self.state, what]
+        self._may_open = False
 
     def _frame_on_missing_stream(self, stream_id: int, what: str) -> None:
         """A frame for a stream not live: a connection error if the stream was never opened,
         otherwise a late frame for a closed stream, ignored but counted as a glitch."""
-        if self._is_idle(stream_id):
+        if is_idle(stream_id, self._highest_stream_id):
             raise RemoteProtocolError(f"{what} on idle stream {stream_id}")
         self._glitch(f"{what} on closed stream")
 
@@ -777,8 +745,7 @@ class Connection:
         self._glitch(str(exc))
 
     def _connection_error(self, exc: RemoteProtocolError) -> None:
-        self.state = ConnectionState.CLOSED
-        self._may_open = False
+        self._enter(ConnectionInput.ERROR)
         self._buffer, self._buffer_pos = b"", 0
         self._goaway_sent = self._last_reported
         self._out.append(encode_goaway(self._last_reported, exc.error_code, str(exc).encode()))
@@ -786,13 +753,8 @@ class Connection:
     # ------------------------------------------------------------------ flow control
 
     def _return_connection_credit(self, size: int) -> None:
-        self._recv_conn_processed += size
-        increment = _window_increment(
-            self._recv_conn_window, self._recv_conn_processed, self._recv_conn_max
-        )
+        increment = self._flow.acknowledge(size)
         if increment:
-            self._recv_conn_window += increment
-            self._recv_conn_processed -= increment
             self._out.append(encode_window_update(0, increment))
 
     def _release(self, stream: _Stream) -> None:
@@ -822,14 +784,9 @@ class Connection:
                 f"acknowledging {size} bytes, only {stream.recv_unacked} unacknowledged"
             )
         stream.recv_unacked -= size
-        if stream.recv is _OPEN:
-            stream.recv_processed += size
-            increment = _window_increment(
-                stream.recv_window, stream.recv_processed, self._enforced.initial_window_size
-            )
+        if stream.recv is _OPEN:  # else the peer sends no more: no window to reopen
+            increment = stream.acknowledge(size)
             if increment:
-                stream.recv_window += increment
-                stream.recv_processed = 0
                 self._out.append(encode_window_update(stream_id, increment))
         self._return_connection_credit(size)
 
@@ -899,16 +856,18 @@ class Connection:
                 content_length = parse_content_length(declared)
             except InvalidVarsError as exc:
                 raise LocalProtocolError(str(exc)) from None
-            if end_stream and content_length and not body:
-                raise LocalProtocolError("CONTENT_LENGTH announces a body, but end_stream=True")
         head_ends = end_stream and not body
-        if body and len(body) > min(remote.initial_window_size, self._send_conn_window):
-            raise LocalProtocolError("body exceeds the send window", ErrorCode.FLOW_CONTROL_ERROR)
+        if head_ends and content_length is not None:
+            problem = body_problem(content_length, 0, True)
+            if problem is not None:
+                raise LocalProtocolError(f"{problem}: end_stream=True and no body")
+        stream = _Stream(stream_id, remote.initial_window_size, self._enforced.initial_window_size)
+        stream.send_remaining = content_length
+        if body:  # checked before anything is queued: a failure leaves nothing half-sent
+            data_state = self._check_data(stream, _OPEN, len(body), end_stream)
         self._next_stream_id = stream_id + 2
         self._highest_stream_id = stream_id
-        stream = _Stream(stream_id, remote.initial_window_size, self._enforced.initial_window_size)
         stream.send = _CLOSED if head_ends else _OPEN
-        stream.send_remaining = content_length
         self._streams[stream_id] = stream
         self.counters.streams_opened += 1
         self._out.append(
@@ -916,7 +875,7 @@ class Connection:
             + payload
         )
         if body:
-            self._queue_data(stream, body, end_stream)
+            self._queue_data(stream, body, end_stream, data_state)
         return stream_id
 
     def send_response(
@@ -965,9 +924,8 @@ class Connection:
                 f"{remote.max_headers_size}",
                 ErrorCode.HEADERS_TOO_LARGE,
             )
-        if body and len(body) > min(stream.send_window, self._send_conn_window):
-            # Checked before the head is queued so that a failure leaves nothing half-sent.
-            raise LocalProtocolError("body exceeds the send window", ErrorCode.FLOW_CONTROL_ERROR)
+        if body:  # checked before the head is queued: a failure leaves nothing half-sent
+            data_state = self._check_data(stream, next_state, len(body), end_stream)
         stream.send = next_state
         out = self._out
         out.append(
@@ -975,19 +933,7 @@ class Connection:
         )
         out.append(payload)
         if body:
-            size = len(body)
-            if end_stream and size <= remote.max_frame_size and type(body) is bytes:
-                # The whole response in one DATA frame: the window was checked above, and a
-                # response carries no CONTENT_LENGTH bookkeeping, so send_data's checks are
-                # already settled.
-                stream.send_window -= size
-                self._send_conn_window -= size
-                out.append(_pack_header(FrameType.DATA, size, _END, stream_id))
-                out.append(body)
-                stream.send = _CLOSED
-                self._maybe_forget(stream)
-            else:
-                self._queue_data(stream, body, end_stream)
+            self._queue_data(stream, body, end_stream, data_state)
         elif end_stream:
             self._maybe_forget(stream)
 
@@ -1003,37 +949,48 @@ class Connection:
         if stream is None or self.state is ConnectionState.CLOSED:
             self._check_sendable()
             raise LocalProtocolError(f"stream {stream_id} is not open")
-        self._queue_data(stream, data, end_stream)
+        self._queue_data(
+            stream, data, end_stream, self._check_data(stream, stream.send, len(data), end_stream)
+        )
 
-    def _queue_data(self, stream: _Stream, data: bytes, end_stream: bool) -> None:
-        """Check and queue DATA on a live stream (send_data, and the body= of the head verbs)."""
-        next_state = _T.get((stream.send, _DATA_END if end_stream else _DATA))
+    def _check_data(
+        self, stream: _Stream, state: HalfState, size: int, end_stream: bool
+    ) -> HalfState:
+        """Return the state that ``size`` bytes of DATA lead the send half of ``stream`` to
+        from ``state``. Raises LocalProtocolError if the table forbids them, they exceed a send
+        window ([W-2]) or they break the request's CONTENT_LENGTH ([H-7])."""
+        next_state = _T.get((state, _DATA_END if end_stream else _DATA))
         if next_state is None:
             raise LocalProtocolError(
-                f"cannot send DATA on stream {stream.stream_id} in state {stream.send.name}"
+                f"cannot send DATA on stream {stream.stream_id} in state {state.name}"
             )
-        size = len(data)
-        # An empty frame consumes no credit: END_STREAM must get out even through a window
+        window, connection = stream.send_window, self._flow.send_window
+        # An empty frame needs no credit: END_STREAM must get out even through a window
         # that a SETTINGS decrease made negative.
-        if size and (size > stream.send_window or size > self._send_conn_window):
+        if size and (size > window or size > connection):
             raise LocalProtocolError(
-                f"{size} bytes exceed the send window "
-                f"({min(stream.send_window, self._send_conn_window)})",
+                f"{size} bytes exceed the send window ({min(window, connection)})",
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
+        remaining = stream.send_remaining
+        if remaining is not None:
+            problem = body_problem(remaining, size, end_stream)
+            if problem is not None:
+                raise LocalProtocolError(f"{problem} ({remaining} bytes left, sending {size})")
+        return next_state
+
+    def _queue_data(
+        self, stream: _Stream, data: bytes, end_stream: bool, next_state: HalfState
+    ) -> None:
+        """Queue DATA that :meth:`_check_data` allowed, and move the send half to
+        ``next_state``."""
+        size = len(data)
         if stream.send_remaining is not None:
-            remaining = stream.send_remaining - size
-            if remaining < 0 or (end_stream and remaining):
-                raise LocalProtocolError(
-                    f"body does not match CONTENT_LENGTH ({stream.send_remaining} bytes left, "
-                    f"sending {size}{' and ending' if end_stream else ''})"
-                )
-            stream.send_remaining = remaining
+            stream.send_remaining -= size
         if type(data) is not bytes:
             data = bytes(data)  # the caller may reuse its buffer after we return
         stream_id = stream.stream_id
-        stream.send_window -= size
-        self._send_conn_window -= size
+        stream.sent(size, self._flow)
         stream.send = next_state
         out = self._out
         max_frame = self.remote_settings.max_frame_size
@@ -1066,7 +1023,7 @@ class Connection:
         """
         stream = self._streams.pop(stream_id, None)
         if stream is None:
-            if self._is_idle(stream_id):
+            if is_idle(stream_id, self._highest_stream_id):
                 raise LocalProtocolError(f"stream {stream_id} was never opened")
             return
         self._release(stream)
@@ -1117,15 +1074,12 @@ class Connection:
         self._check_sendable()
         if last_stream_id is None:
             last_stream_id = self._last_reported if self._is_server else 0
-        if self._goaway_sent is not None and last_stream_id > self._goaway_sent:
+        if not goaway_may_follow(self._goaway_sent, last_stream_id):
             raise LocalProtocolError("a GOAWAY must not raise the last stream id")
         self._goaway_sent = last_stream_id
-        self._may_open = False
         self._out.append(encode_goaway(last_stream_id, error_code, debug))
-        if error_code != ErrorCode.NO_ERROR:
-            self.state = ConnectionState.CLOSED
-        elif self.state is ConnectionState.OPEN:
-            self.state = ConnectionState.CLOSING
+        graceful = error_code == ErrorCode.NO_ERROR
+        self._enter(ConnectionInput.GOAWAY if graceful else ConnectionInput.ERROR)
 
     def data_to_send(self) -> bytes:
         """Return (and forget) every byte queued for the peer; b"" when nothing is pending."""

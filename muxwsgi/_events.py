@@ -90,14 +90,24 @@ class StreamReset(NamedTuple):
 
 
 class WindowUpdated(NamedTuple):
-    """The peer opened a send window; ``stream_id`` 0 means the connection window."""
+    """The peer opened a send window: what waits for window may be sent now.
+
+    A WINDOW_UPDATE gives one, ``stream_id`` 0 meaning the connection window. A SETTINGS that
+    raises INITIAL_WINDOW_SIZE ([E-7]) gives one for each stream that may still send, after
+    its :class:`SettingsChanged`, with the rise as ``delta``. Either way, ask
+    ``outbound_window()`` how much may go: a window that a decrease took below zero may still
+    be shut.
+    """
 
     stream_id: int
     delta: int
 
 
 class SettingsChanged(NamedTuple):
-    """The peer's settings changed (its PREFACE, or a later SETTINGS). Already acknowledged."""
+    """The peer's settings changed (its PREFACE, or a later SETTINGS). Already acknowledged.
+
+    If INITIAL_WINDOW_SIZE rose, a :class:`WindowUpdated` follows for each stream still sending.
+    """
 
     changed: dict[SettingCode, int]
 

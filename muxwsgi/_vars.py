@@ -23,6 +23,7 @@ from ._errors import ErrorCode, InvalidVarsError, LocalProtocolError
 
 __all__ = (
     "CONTENT_LENGTH_MAX_DIGITS",
+    "MAX_TIMEOUT_MS",
     "TIMEOUT_VAR",
     "VarsBlock",
     "check_names_and_text",
@@ -40,6 +41,9 @@ Packer = Callable[[Any], bytes]
 #: The request deadline var: a relative timeout in milliseconds (ASCII digits), like grpc-timeout.
 TIMEOUT_VAR = "MUXWSGI_TIMEOUT_MS"
 TIMEOUT_MAX_DIGITS = 9
+#: The longest deadline the var can carry (about 11.5 days): a client whose deadline is further
+#: away sends this, and keeps the longer one to itself ([T-1]).
+MAX_TIMEOUT_MS = 10**TIMEOUT_MAX_DIGITS - 1
 #: 18 digits always fit in a signed 64-bit integer; larger bodies are not a thing.
 CONTENT_LENGTH_MAX_DIGITS = 18
 
@@ -72,10 +76,13 @@ def parse_content_length(value: str | None) -> int | None:
     return int(value)
 
 
-def parse_timeout_ms(value: str | None) -> int | None:
-    """Parse MUXWSGI_TIMEOUT_MS: 1-9 ASCII digits, milliseconds. None when absent or empty."""
-    if not value:
-        return None
+def parse_timeout_ms(value: str) -> int:
+    """Parse MUXWSGI_TIMEOUT_MS strictly ([T-1]): 1 to 9 ASCII digits, in milliseconds.
+
+    Raises :class:`InvalidVarsError` for anything else. That includes the empty string: unlike
+    an empty CONTENT_LENGTH, which declares no length, a deadline var is either one or an error.
+    "0" is one digit, so it is valid: a deadline that has passed on arrival.
+    """
     if len(value) > TIMEOUT_MAX_DIGITS or not (value.isascii() and value.isdigit()):
         raise InvalidVarsError(f"invalid {TIMEOUT_VAR} {value[:40]!r}: not 1-9 ASCII digits")
     return int(value)

@@ -1,5 +1,6 @@
 """The benchmark harness, run for real in a tiny configuration: two targets (muxwsgi over one
-mux connection, and its classic uwsgi path), one scenario, one second per cell.
+mux connection, and its classic uwsgi path), one scenario, one second per cell; the gRPC row
+the same way; and the nginx keep-alive front the wrk rows use, driven by plain HTTP requests.
 
 Only the shape of the output and the success of the requests are checked; the figures
 themselves are reported by the harness, never asserted here.
@@ -7,12 +8,17 @@ themselves are reported by the harness, never asserted here.
 
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from benchmarks.workload import headers_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,42 +38,28 @@ REQUIRED = {
 }
 
 
-def test_run_two_targets_one_scenario(tmp_path: Path) -> None:
-    out, md, png = tmp_path / "out.json", tmp_path / "out.md", tmp_path / "out.png"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "run",
-            "--targets",
-            "mux-1conn,muxwsgi-classic",
-            "--scenarios",
-            "hello",
-            "-c",
-            "8",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.3",
-            "--json",
-            str(out),
-            "--markdown",
-            str(md),
-            "--plot",
-            str(png),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    doc = json.loads(out.read_text())
+def run_harness(
+    targets: str, *options: str, concurrency: int = 8
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """``python -m benchmarks run`` on ``targets``, hello for one second per cell; the
+    finished process and its JSON document."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "run", "--targets", targets,
+             "--scenarios", "hello", "-c", str(concurrency), "--duration", "1", "--warmup", "0.3",
+             "--json", str(out), *options],
+            cwd=ROOT, capture_output=True, text=True, timeout=50,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done, json.loads(out.read_text())
+
+
+def check_cells(doc: dict, expected: list[str], concurrency: int = 8) -> None:
+    """One hello cell per expected target, every figure there, every request answered."""
     cells = doc["results"]
     assert [(c["target"], c["scenario"], c["concurrency"]) for c in cells] == [
-        ("mux-1conn", "hello", 8),
-        ("muxwsgi-classic", "hello", 8),
+        (target, "hello", concurrency) for target in expected
     ]
     for cell in cells:
         for key, kind in REQUIRED.items():
@@ -76,6 +68,12 @@ def test_run_two_targets_one_scenario(tmp_path: Path) -> None:
         assert cell["requests"] > 0
         assert cell["rps"] > 0 and cell["server_cpu_us"] > 0 and cell["rss_mb"] > 0
     assert not doc["skipped"]
+
+
+def test_run_two_targets_one_scenario(tmp_path: Path) -> None:
+    md, png = tmp_path / "out.md", tmp_path / "out.png"
+    done, doc = run_harness("mux-1conn,muxwsgi-classic", "--markdown", str(md), "--plot", str(png))
+    check_cells(doc, ["mux-1conn", "muxwsgi-classic"])
     assert {"python", "pgo", "lto", "config_args", "cores"} <= doc["environment"].keys()
     assert {r["id"] for r in doc["ratios"]} >= {"hello-rps-vs-uwsgi", "hol-p99"}
     text = md.read_text()
@@ -84,12 +82,58 @@ def test_run_two_targets_one_scenario(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_missing_program_is_skipped_not_installed(tmp_path: Path) -> None:
+def test_grpc_row() -> None:
+    """The gRPC server (a process per worker) answers the grpc.aio client's unary calls on one
+    channel, and its ratios against mux-1conn come out of the run (at 64 in flight, where the
+    ratios are read)."""
+    if importlib.util.find_spec("grpc") is None:
+        pytest.skip("grpcio comes with the bench extra: pip install -e '.[bench]'")
+    _, doc = run_harness("mux-1conn,grpc", concurrency=64)
+    check_cells(doc, ["mux-1conn", "grpc"], concurrency=64)
+    # The first process and both workers, all measured.
+    assert doc["results"][1]["server_processes"] == 3, doc["results"][1]
+    ratios = {r["id"]: r["value"] for r in doc["ratios"]}
+    for ratio in ("rps-vs-grpc", "client-cpu-vs-grpc", "server-cpu-vs-grpc"):
+        assert ratios[ratio] is not None, ratio
+
+
+@pytest.mark.parametrize("target", ["nginx-keepalive-muxwsgi", "nginx-keepalive-uwsgi"])
+def test_nginx_keepalive_front_reuses_backend_connections(target: str) -> None:
+    """The keep-alive rows' nginx (the same front wrk drives) proxies to the backend's
+    HTTP/1.1 over a pool of connections: requests that each arrive on a new client connection
+    all travel over one backend connection, which stays open, and none is left in TIME_WAIT
+    (as one connection per request would leave them)."""
+    from benchmarks.procs import tcp_socket_count
+    from benchmarks.run import Options, run_directory, running
+    from benchmarks.targets import TARGETS
+
+    options = Options(workers=1, threads=2)
+    with run_directory() as run_dir, running(TARGETS[target], options, run_dir) as started:
+        servers, _, ports = started
+        assert [s.name for s in servers] == [target, f"{target}-nginx-keepalive"]
+        front, backend = ports
+        for _ in range(20):
+            connection = http.client.HTTPConnection("127.0.0.1", front, timeout=10)
+            try:
+                connection.request("GET", "/hello", headers=dict(headers_for("wrk")))
+                response = connection.getresponse()
+                assert (response.status, response.read()) == (200, b"Hello, World!")
+            finally:
+                connection.close()
+        # One connection, both of its ends on this host.
+        assert tcp_socket_count([backend], "established") == 2
+        assert tcp_socket_count([backend], "time-wait") == 0
+
+
+def test_missing_program_is_skipped_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import targets
 
     hints = dict(targets.INSTALL)
     assert "pip install" in hints["uwsgi"] and "[bench]" in hints["uwsgi"]
     assert all("wrk" in t.tools for t in targets.TARGETS.values() if t.driver == "wrk")
+    # grpcio is a Python distribution, looked up as a module, not as a program on PATH.
+    monkeypatch.setitem(targets.PYTHON_TOOLS, "grpcio", "no_such_module_for_the_harness")
+    assert targets.missing_tools(targets.TARGETS["grpc"]) == [("grpcio", targets.INSTALL_HINT)]
 
 
 def test_every_request_carries_about_28_vars() -> None:

@@ -3,8 +3,9 @@
 - every Python block runs against a live server, from outside the repository;
 - every `muxwsgi serve` command line (shell blocks, the systemd unit) parses;
 - every ini and TOML file is accepted, the ini files without a warning;
-- the nginx site proxies to a real server through a real nginx, and the unix socket
-  permissions it describes let nginx's workers in, or keep them out, as it says;
+- each nginx site proxies to a real server through a real nginx (the keep-alive one over one
+  reused connection), and the unix socket permissions described let nginx's workers in, or
+  keep them out, as the docs say;
 - the systemd unit passes `systemd-analyze verify`;
 - the migration table marks as "read from --ini" exactly the keys the ini reader honours;
 - the client's settings table lists exactly the client's settings, in order, with their defaults;
@@ -185,21 +186,40 @@ def get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def accepted(sock: Path) -> set[str]:
+    """The inodes of the server's ends of the connections open on the unix socket ``sock``."""
+    rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    # Num RefCount Protocol Flags Type St Inode Path; St 03 is connected (01: the listener).
+    return {row[6] for row in rows if len(row) == 8 and row[7] == str(sock) and row[5] == "03"}
+
+
 @pytest.mark.parametrize("site", params("nginx"))
 def test_nginx_configuration_proxies(site: str, tmp_path: Path) -> None:
     sock, port = tmp_path / "app.sock", free_port()
     user = "user root;" if os.geteuid() == 0 else ""
+    keepalive = "proxy_pass" in site
     with (
         running("muxwsgi.demo:app", log_dir=tmp_path, bind=f"unix:{sock}"),
         nginx(docs_site(site, sock, port), tmp_path, port, user),
     ):
         status, body = get(f"http://127.0.0.1:{port}/environ")
+        first = accepted(sock)
+        later = [get(f"http://127.0.0.1:{port}/environ")[0] for _ in range(3)]
+        last = accepted(sock)
     assert status == 200, body
+    assert later == [200] * 3
     environ = json.loads(body)
-    assert environ["muxwsgi.protocol"] == "uwsgi"
     # Debian's uwsgi_params sends $host (no port), nginx's own sends the header as given.
     assert environ["HTTP_HOST"].startswith("127.0.0.1"), environ
     assert environ["REQUEST_URI"] == "/environ", environ
+    if keepalive:
+        # HTTP/1.1 from nginx's pool: every request over the one connection opened first.
+        assert environ["muxwsgi.protocol"] == "http"
+        assert environ["HTTP_X_FORWARDED_FOR"] == "127.0.0.1", environ
+        assert environ["HTTP_X_FORWARDED_PROTO"] == "http", environ
+        assert len(first) == 1 and last == first, (first, last)
+    else:
+        assert environ["muxwsgi.protocol"] == "uwsgi"
 
 
 @pytest.mark.parametrize("site", params("nginx"))

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import muxwsgi
 from muxwsgi import (
+    MAX_TIMEOUT_MS,
     TIMEOUT_VAR,
     Connection,
     ConnectionTerminated,
@@ -53,6 +54,7 @@ from .._exceptions import (
     StreamResetError,
     WriteError,
 )
+from .._metrics import EndpointStats
 from .._models import Chunk, Endpoint, Readable, body_chunks, remaining
 from .._primitives import (
     AsyncBackground,
@@ -152,8 +154,11 @@ class AsyncMuxConnection:
         stream: AsyncStream,
         background: AsyncBackground,
         config: ClientConfig,
+        stats: EndpointStats,
     ) -> None:
         self.endpoint = endpoint
+        #: The endpoint's figures: latency, failures (shared with its other connections).
+        self.stats = stats
         self.url = str(endpoint)  # for every response: formatted once
         self.config = config
         self._stream = stream
@@ -175,6 +180,11 @@ class AsyncMuxConnection:
         self._loop = asyncio_loop()
         self._ready = AsyncEvent(self._loop)
         self._error: Exception | None = None
+        #: The server sent a GOAWAY without an error: it is draining, not failing.
+        self._goaway = False
+        self._closing = False  # closed by us (aclose)
+        #: Called once when the connection gets a GOAWAY, and once when it dies (the pool's).
+        self.on_change: Callable[[AsyncMuxConnection], None] | None = None
         self._ping_sent = 0.0
         #: Streams reserved by the pool and not yet finished (the balancing figure).
         self.outstanding = 0
@@ -190,6 +200,7 @@ class AsyncMuxConnection:
         background: AsyncBackground,
         config: ClientConfig,
         timeout: float | None,
+        stats: EndpointStats | None = None,
     ) -> AsyncMuxConnection:
         """Connect, send our PREFACE, start the reader, wait for the server's PREFACE.
 
@@ -198,7 +209,7 @@ class AsyncMuxConnection:
         """
         deadline = None if timeout is None else _monotonic() + timeout
         stream = await open_stream(endpoint, timeout)
-        conn = cls(endpoint, stream, background, config)
+        conn = cls(endpoint, stream, background, config, stats or EndpointStats())
         try:
             await conn._flush()
         except WriteError as exc:
@@ -216,6 +227,7 @@ class AsyncMuxConnection:
         return conn
 
     async def aclose(self) -> None:
+        self._closing = True
         if self._error is None:
             self._error = ReadError(f"{self.endpoint}: the connection was closed by the client")
         self._wake_all()
@@ -236,6 +248,17 @@ class AsyncMuxConnection:
     @property
     def closed(self) -> bool:
         return self._error is not None
+
+    @property
+    def failed(self) -> bool:
+        """Whether it died without a GOAWAY, and not closed by us: a failure of its endpoint
+        (refused, reset, a keepalive PING unanswered, a protocol error)."""
+        return self._error is not None and not self._goaway and not self._closing
+
+    @property
+    def error(self) -> Exception | None:
+        """Why it is closed (None while it is open)."""
+        return self._error
 
     # ---------------------------------------------------------------- the reader
 
@@ -289,7 +312,8 @@ class AsyncMuxConnection:
             await self._stream.close()
 
     def _fail(self, exc: Exception) -> None:
-        if self._error is None:
+        first = self._error is None
+        if first:
             if isinstance(exc, ProtocolError):
                 exc = ProtocolViolation(f"{self.endpoint}: protocol error: {exc}")
             elif isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
@@ -297,6 +321,8 @@ class AsyncMuxConnection:
             self._error = exc
         self._wake_all()
         self._ready.set()
+        if first and self.on_change is not None:
+            self.on_change(self)
 
     def _expire_deadlines(self) -> None:
         """Wake the waiters of streams whose deadline passed; they raise RequestTimeout."""
@@ -346,7 +372,11 @@ class AsyncMuxConnection:
             elif type(event) is PingAcknowledged and event.data == _KEEPALIVE_PING:
                 self._ping_sent = 0.0
             elif type(event) is ConnectionTerminated:
-                pass  # refused streams were reported as StreamReset; usable turns False
+                # Refused streams were reported as StreamReset, and usable turns False. A
+                # GOAWAY with an error code is a failure; without, a drain (reload, stop).
+                self._goaway = event.error_code == ErrorCode.NO_ERROR
+                if self.on_change is not None:
+                    self.on_change(self)
 
     async def _keepalive(self) -> None:
         """No byte for keepalive_interval: ping; no answer in keepalive_timeout: dead peer."""
@@ -422,7 +452,7 @@ class AsyncMuxConnection:
         if timeout is not None:
             if timeout <= 0:
                 raise RequestTimeout(f"{self.endpoint}: the deadline passed before sending")
-            vars[TIMEOUT_VAR] = str(max(1, int(timeout * 1000)))
+            vars[TIMEOUT_VAR] = str(min(MAX_TIMEOUT_MS, max(1, int(timeout * 1000))))
         # The body goes with the head (small), or after it as the windows allow (streamed).
         streamed: Iterable[Chunk] | None
         if isinstance(body, bytes):

@@ -5,13 +5,14 @@ Retries follow PROTOCOL.md §8.1 and gRPC's transparent retries: a request the s
 application never saw (refused stream, above a GOAWAY's last stream id, never written) is sent
 again on another connection whatever its method, within the deadline and up to
 ``max_transparent_retries``; any other failure is retried only for idempotent methods and only
-``retries`` times (0 by default), because the server may have acted on it.
+``retries`` times (0 by default), because the server may have acted on it. Either goes to
+another endpoint when one has room; a refused request that can only go back where it was
+refused waits a little first (a busy server).
 """
 
 from __future__ import annotations
 
 import os
-import time
 import weakref
 from collections.abc import Iterator, Iterable
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from typing import Unpack
 from muxwsgi import ErrorCode, ResponseReceived
 
 from .._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from .._discovery import Resolver
 from .._exceptions import (
+    ClientError,
     ConnectError,
     ReadError,
     RequestTimeout,
@@ -29,6 +32,7 @@ from .._exceptions import (
     TransportError,
     WriteError,
 )
+from .._metrics import ClientMetrics, EndpointStats, RequestCounts
 from .._models import (
     Chunk,
     Endpoint,
@@ -45,8 +49,9 @@ from .._models import (
 )
 from .._primitives import Background, sleep
 from .._retries import IDEMPOTENT, refused_pause
+from .._tracing import TRACEPARENT_VAR, new_traceparent
 from .classic import ClassicExchange
-from .connection import MuxConnection, StreamState
+from .connection import MuxConnection, StreamState, _monotonic
 from .pool import Pool
 from .response import Response
 
@@ -58,13 +63,16 @@ _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 class Client:
     """Send requests to a muxwsgi server (``mux://``) or a classic uwsgi one (``uwsgi://``).
 
-    ``url`` is one URL or a list (one endpoint each; mux endpoints are balanced by least
-    outstanding streams). Use it as a context manager, or call :meth:`close`. Safe to share
-    between the tasks of one event loop.
+    ``url`` is one URL or a list (one endpoint each; a host name is an endpoint per address,
+    read again every ``resolve_interval``; mux endpoints are balanced as ``balancing`` says).
+    Use it as a context manager, or call :meth:`close`. Safe to share between the tasks of one
+    event loop.
 
-    Every keyword is a setting of :class:`~muxwsgi.client._config.ClientConfig`, which says
-    what each does (so does docs/client.md); ``config`` is the one the client runs with.
-    Raises ValueError for a URL or a setting it cannot use.
+    ``resolver`` replaces getaddrinfo for the URLs' host names: ``def resolve(host,
+    port)`` returning addresses, or (address, port) pairs (client/_discovery.py). Every other
+    keyword is a setting of :class:`~muxwsgi.client._config.ClientConfig`, which says what each
+    does (so does docs/client.md); ``config`` is the one the client runs with. Raises
+    ValueError for a URL or a setting it cannot use.
     """
 
     def __init__(
@@ -81,6 +89,14 @@ class Client:
         stream_window: int = ClientConfig.stream_window,
         connection_window: int = ClientConfig.connection_window,
         max_transparent_retries: int = ClientConfig.max_transparent_retries,
+        resolve_interval: float = ClientConfig.resolve_interval,
+        balancing: str = ClientConfig.balancing,
+        ejection_failures: int = ClientConfig.ejection_failures,
+        ejection_time: float = ClientConfig.ejection_time,
+        max_ejection_time: float = ClientConfig.max_ejection_time,
+        max_ejection_percent: int = ClientConfig.max_ejection_percent,
+        trace: bool = ClientConfig.trace,
+        resolver: Resolver | None = None,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -102,9 +118,18 @@ class Client:
             stream_window=stream_window,
             connection_window=connection_window,
             max_transparent_retries=max_transparent_retries,
+            resolve_interval=resolve_interval,
+            balancing=balancing,
+            ejection_failures=ejection_failures,
+            ejection_time=ejection_time,
+            max_ejection_time=max_ejection_time,
+            max_ejection_percent=max_ejection_percent,
+            trace=trace,
         )
+        self._resolver = resolver
+        self._counts = RequestCounts()
         self._background = Background()
-        self._pool = Pool(self.endpoints, self._background, self.config)
+        self._pool = Pool(self.endpoints, self._background, self.config, resolver)
         self._next_classic = 0
         self._open = False
         _clients.add(self)
@@ -133,7 +158,13 @@ class Client:
         # The child must never use the parent's sockets (nor close them for it).
         self._pool.drop()
         self._background = Background()
-        self._pool = Pool(self.endpoints, self._background, self.config)
+        self._pool = Pool(self.endpoints, self._background, self.config, self._resolver)
+
+    def metrics(self) -> ClientMetrics:
+        """The client's counters now: requests, errors, retries, and per endpoint its state,
+        connections, streams in flight, latency, failures and ejections.
+        ``client.metrics().prometheus()`` is the same in Prometheus's text format."""
+        return self._pool.metrics(self._counts)
 
     # ---------------------------------------------------------------- the verbs
 
@@ -150,6 +181,9 @@ class Client:
         response = self._send(method, target, headers, body, timeout)
         try:
             response.read()
+        except ClientError as exc:
+            self._counts.failed(exc)
+            raise
         finally:
             response.close()
         return response
@@ -206,61 +240,82 @@ class Client:
         if not self._open:
             raise RuntimeError("the client is not open: use it as a context manager")
         config = self.config
+        counts = self._counts
+        counts.requests += 1
         if timeout is USE_CLIENT_DEFAULT:
             timeout = config.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else _monotonic() + timeout
         method = method.upper()
         if isinstance(body, bytearray | memoryview):
             body = bytes(body)
         if isinstance(body, str):
             raise TypeError("the request body must be bytes, an iterable of bytes or a file")
         replayable = isinstance(body, bytes)
-        if self.protocol == "uwsgi":
-            return self._send_classic(method, target, headers, body, deadline)
-        transparent = 0
-        retries = config.retries
-        while True:
-            conn = self._pool.acquire(deadline)
-            try:
-                vars, block = request_vars(
-                    method,
-                    target,
-                    headers,
-                    body_length=body_size(body),
-                    server_name=conn.endpoint.host or "localhost",
-                    server_port=str(conn.endpoint.port or ""),
-                    local=conn.local,
-                )
-                head, state, sid = conn.request(vars, block, body, deadline)
-            except Retry as exc:
-                self._pool.release(conn)
-                transparent += 1
-                if not replayable or transparent > config.max_transparent_retries:
-                    why = "the body cannot be replayed" if not replayable else "too many times"
-                    raise StreamResetError(
-                        f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
-                    ) from None
-                pause = refused_pause(transparent)  # within the deadline
-                left = remaining(deadline)
-                if left is not None and left <= pause:
-                    raise RequestTimeout(f"{exc.reason}; the deadline passed retrying") from None
-                sleep(pause)
-                continue
-            except (TransportError, StreamResetError, RequestTimeout) as exc:
-                self._pool.release(conn)
-                if (
-                    retries > 0
-                    and replayable
-                    and method in IDEMPOTENT
-                    and not isinstance(exc, RequestTimeout)
-                ):
-                    retries -= 1
+        traceparent = new_traceparent() if config.trace else None
+        try:
+            if self.protocol == "uwsgi":
+                return self._send_classic(method, target, headers, body, deadline, traceparent)
+            transparent = 0
+            retries = config.retries
+            avoid: EndpointStats | None = None  # the endpoint where the last attempt failed
+            pause = 0.0  # how long a refused request waits to go back where it was refused
+            while True:
+                conn = self._pool.acquire(deadline, avoid)
+                if pause and conn.stats is avoid:
+                    left = remaining(deadline)
+                    if left is not None and left <= pause:
+                        self._pool.release(conn)
+                        raise RequestTimeout(f"{conn.endpoint}: the deadline passed retrying")
+                    sleep(pause)
+                sent = _monotonic()
+                try:
+                    vars, block = request_vars(
+                        method,
+                        target,
+                        headers,
+                        body_length=body_size(body),
+                        server_name=conn.endpoint.host or "localhost",
+                        server_port=str(conn.endpoint.port or ""),
+                        local=conn.local,
+                    )
+                    if traceparent is not None and (
+                        block is None or TRACEPARENT_VAR not in block.names
+                    ):
+                        vars[TRACEPARENT_VAR] = traceparent
+                    head, state, sid = conn.request(vars, block, body, deadline)
+                except Retry as exc:
+                    self._pool.release(conn)
+                    transparent += 1
+                    if not replayable or transparent > config.max_transparent_retries:
+                        why = "the body cannot be replayed" if not replayable else "too many times"
+                        raise StreamResetError(
+                            f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
+                        ) from None
+                    counts.retried("transparent")
+                    avoid, pause = conn.stats, refused_pause(transparent)
                     continue
-                raise
-            except BaseException:
-                self._pool.release(conn)
-                raise
-            return self._mux_response(conn, head, state, sid, deadline)
+                except (TransportError, StreamResetError, RequestTimeout) as exc:
+                    self._pool.release(conn)
+                    if (
+                        retries > 0
+                        and replayable
+                        and method in IDEMPOTENT
+                        and not isinstance(exc, RequestTimeout)
+                    ):
+                        retries -= 1
+                        counts.retried("after_failure")
+                        avoid, pause = conn.stats, 0.0
+                        continue
+                    raise
+                except BaseException:
+                    self._pool.release(conn)
+                    raise
+                now = _monotonic()
+                conn.stats.answered(now - sent, now)
+                return self._mux_response(conn, head, state, sid, deadline)
+        except ClientError as exc:
+            counts.failed(exc)
+            raise
 
     def _mux_response(
         self,
@@ -296,6 +351,7 @@ class Client:
         headers: HeaderTypes,
         body: bytes | Iterable[Chunk] | Readable,
         deadline: float | None,
+        traceparent: str | None,
     ) -> Response:
         if not isinstance(body, bytes):
             # Classic uwsgi frames a body by CONTENT_LENGTH only: it must be known up front.
@@ -330,6 +386,8 @@ class Client:
                 server_port=str(endpoint.port or ""),
                 local=exchange.local,
             )
+            if traceparent is not None:
+                vars.setdefault(TRACEPARENT_VAR, traceparent)
             try:
                 exchange.send(vars, body, deadline)
             except (ReadError, WriteError) as exc:

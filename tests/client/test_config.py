@@ -25,13 +25,23 @@ OTHERS = {
     "stream_window": 1 << 16,
     "connection_window": 1 << 21,
     "max_transparent_retries": 4,
+    "resolve_interval": 2.0,
+    "balancing": "least_outstanding",
+    "ejection_failures": 2,
+    "ejection_time": 3.0,
+    "max_ejection_time": 9.0,
+    "max_ejection_percent": 50,
+    "trace": True,
 }
+#: The keywords that are not settings: where requests go, not how.
+NOT_SETTINGS = {"resolver"}
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_the_keywords_are_the_settings_with_their_defaults(flavour: type) -> None:
     parameters = inspect.signature(flavour).parameters.values()
     keywords = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+    assert {name: keywords.pop(name) for name in NOT_SETTINGS} == {"resolver": None}
     assert keywords == DEFAULTS
 
 
@@ -60,6 +70,13 @@ def test_every_setting_reaches_the_config(flavour: type[AsyncClient] | type[Clie
         ("stream_window", 1 << 31, "at most 2147483647"),
         ("connection_window", 1024, "at least 65535"),
         ("max_transparent_retries", -1, "at least 0"),
+        ("resolve_interval", 0, "above 0"),
+        ("balancing", "round_robin", "one of 'peak_ewma', 'least_outstanding'"),
+        ("ejection_failures", 0, "at least 1"),
+        ("ejection_time", -1.0, "above 0"),
+        ("max_ejection_time", 10.0, "at least 30.0"),
+        ("max_ejection_percent", 101, "at most 100"),
+        ("trace", 1, "True or False"),
     ],
 )
 def test_an_unusable_setting_is_refused_by_name(setting: str, value: object, message: str) -> None:

@@ -35,11 +35,6 @@ from .wire import (
 
 pytestmark = pytest.mark.slow
 
-S6_DEFECT = (
-    "defect [S-6]: GOAWAY's last stream id counts a stream that was reset before it reached "
-    "the application"
-)
-
 
 # ---------------------------------------------------------------- §1
 
@@ -333,7 +328,6 @@ def test_S6_goaway_is_the_last_frame_of_a_connection_error(peer: Peer) -> None:
 
 
 @spec("S-6")
-@pytest.mark.xfail(strict=True, reason=S6_DEFECT)
 def test_S6_goaway_last_stream_is_last_handed_to_app(peer: Peer) -> None:
     assert peer.request(1).status == 200
     peer.send(headers(3, [1, 2]))  # malformed: reset, never handed to the application
@@ -343,14 +337,12 @@ def test_S6_goaway_last_stream_is_last_handed_to_app(peer: Peer) -> None:
 
 
 @spec("S-6", "L-1")
-@pytest.mark.xfail(strict=True, reason=S6_DEFECT)
 def test_S6_goaway_after_a_flood_of_malformed_heads_covers_no_stream(peer: Peer) -> None:
     peer.send(*[headers(sid, [1]) for sid in range(1, 6001, 2)])
     assert peer.connection_error(E.ENHANCE_YOUR_CALM) == 0
 
 
 @spec("S-6", "C-2")
-@pytest.mark.xfail(strict=True, reason=S6_DEFECT)
 def test_S6_goaway_does_not_cover_a_refused_stream(peer: Peer) -> None:
     limit = peer.server_settings[S.MAX_CONCURRENT_STREAMS]
     held = [2 * i + 1 for i in range(limit)]

@@ -13,8 +13,6 @@ from .wire import E, S, T, data, get, head_payload, headers, request_vars
 
 pytestmark = pytest.mark.slow
 
-T1_DEFECT = "defect [T-1]: an empty MUXWSGI_TIMEOUT_MS is accepted"
-
 
 def marked(case: str, method: str = "GET", path: str = "/hello", **extra: str) -> dict[str, str]:
     """Request vars that the application records (see app_saw)."""
@@ -269,7 +267,6 @@ def test_T1_an_invalid_timeout(peer: Peer, value: str) -> None:
 
 
 @spec("T-1")
-@pytest.mark.xfail(strict=True, reason=T1_DEFECT)
 def test_T1_an_empty_timeout(peer: Peer) -> None:
     peer.send(headers(1, request_vars(MUXWSGI_TIMEOUT_MS="")))
     peer.stream_error(1, E.PROTOCOL_ERROR)

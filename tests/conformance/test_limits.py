@@ -28,10 +28,6 @@ from .wire import (
 
 pytestmark = pytest.mark.slow
 
-L3_DEFECT = (
-    "defect [L-3]/[E-7]: a stream whose window a SETTINGS reopened is never woken, and is then "
-    "reset as if its window were stuck at 0"
-)
 
 #: The default bursts of PROTOCOL.md §10, and a frame that spends each (n is the frame's index).
 FLOODS: dict[str, tuple[int, Callable[[int], bytes]]] = {
@@ -147,7 +143,6 @@ def test_L3_a_window_stuck_at_0_resets_the_stream(scenario: Callable[[str], Peer
 
 
 @spec("L-3", "E-7", "W-2")
-@pytest.mark.xfail(strict=True, reason=L3_DEFECT)
 def test_L3_a_stream_with_an_open_window_is_not_reset(scenario: Callable[[str], Peer]) -> None:
     peer = scenario("reopened")
     reply = peer.response(1)

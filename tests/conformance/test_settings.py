@@ -23,11 +23,6 @@ from .wire import (
 
 pytestmark = pytest.mark.slow
 
-E7_DEFECT = (
-    "defect [E-7]/[W-2]: a SETTINGS that raises INITIAL_WINDOW_SIZE shifts the window of a "
-    "blocked stream but does not wake it"
-)
-
 
 @spec("E-1", "X-2")
 def test_E1_a_settings_list_not_a_multiple_of_6(peer: Peer) -> None:
@@ -148,7 +143,6 @@ def test_E7_a_new_initial_window_size_shifts_open_streams(peer: Peer) -> None:
 
 
 @spec("E-7", "W-2")
-@pytest.mark.xfail(strict=True, reason=E7_DEFECT)
 def test_E7_raising_initial_window_size_wakes_a_blocked_stream(peer: Peer) -> None:
     blocked_echo(peer)
     peer.send(settings({S.INITIAL_WINDOW_SIZE: 5000}))

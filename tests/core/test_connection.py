@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -51,6 +50,7 @@ from .helpers import (
     preface,
     reset,
     server_after_preface,
+    small_settings,
     spec,
     window_update,
 )
@@ -196,6 +196,54 @@ def test_goaway_after_connection_error_covers_only_reported_streams() -> None:
     assert struct.unpack("<II", goaway_frame.payload[:8]) == (1, ErrorCode.PROTOCOL_ERROR)
 
 
+def last_goaway(connection: Connection) -> tuple[int, int]:
+    """(last stream id, error code) of the last frame queued, which must be a GOAWAY."""
+    out = frames_of(connection.data_to_send())[-1]
+    assert out.type == FrameType.GOAWAY
+    last_stream_id, code = struct.unpack("<II", out.payload[:8])
+    return last_stream_id, code
+
+
+@spec("S-6")
+@pytest.mark.parametrize("ending", ["connection error", "graceful"])
+@pytest.mark.parametrize(
+    ("concurrency", "head", "code"),
+    [(100, ["", "x"], ErrorCode.PROTOCOL_ERROR), (1, GET, ErrorCode.REFUSED_STREAM)],
+    ids=["malformed", "refused"],
+)
+def test_goaway_never_covers_streams_reset_before_the_application(
+    ending: str, concurrency: int, head: dict[str, str] | list[str], code: ErrorCode
+) -> None:
+    """Stream 1 reaches the application; streams 3 and 5 are reset and never reported. Whether
+    the connection then fails or shuts down gracefully, the GOAWAY's last stream id is 1, not
+    the highest id received."""
+    server = server_after_preface(small_settings(max_concurrent_streams=concurrency))
+    server.receive_data(settings_frame([], flags=1))  # the limit applies from the ACK on
+    assert type(server.receive_data(headers(1, GET, end=False))[0]) is RequestReceived
+    events = server.receive_data(headers(3, head) + headers(5, head))
+    assert events == [StreamReset(3, code, False), StreamReset(5, code, False)]
+    server.data_to_send()
+    if ending == "graceful":
+        server.send_goaway()
+        assert last_goaway(server) == (1, ErrorCode.NO_ERROR)
+    else:
+        with pytest.raises(RemoteProtocolError):
+            server.receive_data(data(9, b"x"))  # DATA on an idle stream
+        assert last_goaway(server) == (1, ErrorCode.PROTOCOL_ERROR)
+
+
+@spec("S-6", "L-1")
+def test_malformed_headers_flood_goaway_covers_no_stream() -> None:
+    """Every head is malformed: each stream is reset, none reaches the application, and the
+    GOAWAY that ends the flood covers no stream at all."""
+    server, _ = flood_server(glitch_burst=50, glitch_rate=0.0)
+    events = server.receive_data(b"".join(headers(2 * i + 1, ["", "x"]) for i in range(50)))
+    assert {type(e) for e in events} == {StreamReset}
+    with pytest.raises(FloodError):
+        server.receive_data(headers(101, ["", "x"]))
+    assert last_goaway(server) == (0, ErrorCode.ENHANCE_YOUR_CALM)
+
+
 # ---------------------------------------------------------------- stream errors
 
 
@@ -236,6 +284,10 @@ STREAM_ERRORS: list[tuple[str, str, bytes, int, ErrorCode]] = [
      ErrorCode.FLOW_CONTROL_ERROR),
     ("T-1", "deadline '1.5'", headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": "1.5"}), 1,
      ErrorCode.PROTOCOL_ERROR),
+    ("T-1", "empty deadline", headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": ""}), 1,
+     ErrorCode.PROTOCOL_ERROR),
+    ("T-1", "deadline in Arabic-Indic digits",
+     headers(1, {**GET, "MUXWSGI_TIMEOUT_MS": "\u0661\u0665"}), 1, ErrorCode.PROTOCOL_ERROR),
 ]  # fmt: skip
 
 
@@ -363,8 +415,9 @@ def test_request_with_a_vars_block() -> None:
     assert events[0] == RequestReceived(
         sid, {**method, "HTTP_X_A": "1", "CONTENT_LENGTH": "5"}, False, 5, None
     )
-    with pytest.raises(LocalProtocolError, match="does not match CONTENT_LENGTH"):
+    with pytest.raises(LocalProtocolError, match="more body than CONTENT_LENGTH"):
         pair.client.send_request(method, body=b"hello!", end_stream=True, block=block)
+    assert pair.client.data_to_send() == b""  # checked before the head was queued
     with pytest.raises(LocalProtocolError) as info:
         pair.client.send_request(
             {**method, "HTTP_Y": "2"}, body=b"hello", end_stream=True, block=block
@@ -468,6 +521,35 @@ def test_initial_window_change_shifts_open_streams() -> None:
     assert pair.client.outbound_window(sid) == 0
 
 
+@spec("E-7", "W-2")
+def test_initial_window_raise_wakes_streams_waiting_to_send() -> None:
+    """A response blocked on a small stream window resumes when the client raises
+    INITIAL_WINDOW_SIZE: the server learns it from WindowUpdated, as from a WINDOW_UPDATE."""
+    pair = ConnectionPair(client_config=small_settings(initial_window_size=100))
+    server = pair.server
+    waiting = pair.client.send_request(GET, end_stream=True)
+    answered = pair.client.send_request({**GET, "REQUEST_METHOD": "POST"})  # still uploading
+    pair.to_server()
+    server.send_response(waiting, 200, [], body=b"x" * 100)
+    server.send_response(answered, 200, [], end_stream=True)  # nothing left to send
+    assert server.outbound_window(waiting) == 0
+    pair.to_client()
+    pair.client.update_settings({SettingCode.INITIAL_WINDOW_SIZE: 5000})
+    assert pair.to_server() == [
+        SettingsChanged({SettingCode.INITIAL_WINDOW_SIZE: 5000}),
+        WindowUpdated(waiting, 4900),
+    ]
+    assert server.outbound_window(waiting) == 4900
+    server.send_data(waiting, b"x" * 900, end_stream=True)
+    assert pair.to_client()[-2:] == [
+        DataReceived(waiting, b"x" * 900, 900, True),
+        StreamEnded(waiting),
+    ]
+    # A decrease opens nothing: no event beyond the settings.
+    pair.client.update_settings({SettingCode.INITIAL_WINDOW_SIZE: 50})
+    assert pair.to_server() == [SettingsChanged({SettingCode.INITIAL_WINDOW_SIZE: 50})]
+
+
 @spec("W-2", "W-4", "W-7")
 def test_flow_control_and_backpressure() -> None:
     pair = ConnectionPair()
@@ -518,9 +600,9 @@ def test_data_on_a_reset_stream_still_returns_connection_credit() -> None:
     )
     assert returned == 32768  # updates go in half-window steps ([W-7])
     # Nothing is lost: the window plus the credit not yet returned is the whole window.
-    server = pair.server
-    assert server._recv_conn_window + server._recv_conn_processed == 65535
-    assert server._recv_conn_processed == 40000 - 32768
+    flow = pair.server._flow
+    assert flow.recv_window + flow.recv_processed == 65535
+    assert flow.recv_processed == 40000 - 32768
 
 
 @spec("R-3", "R-4")
@@ -749,10 +831,6 @@ def test_counters_move() -> None:
     pair.to_server()
     c = pair.server.counters
     assert (c.streams_opened, c.resets_received, c.pings_received) == (1, 1, 1)
-
-
-def _unused(_: Callable[..., object]) -> None:  # keeps imports honest for linters
-    pass
 
 
 @spec("K-2")

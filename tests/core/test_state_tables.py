@@ -9,8 +9,11 @@ import pytest
 
 from muxwsgi import ErrorCode, LocalProtocolError, StreamReset
 from muxwsgi._state import (
+    CONNECTION_TRANSITIONS,
     HALF_STREAM_TRANSITIONS,
     INVALID_RECEIVE_CODE,
+    ConnectionInput,
+    ConnectionState,
     HalfState,
     Input,
 )
@@ -25,6 +28,17 @@ def test_table_only_moves_forward() -> None:
     for (state, _), next_state in HALF_STREAM_TRANSITIONS.items():
         assert order[next_state] >= order[state]
     assert set(INVALID_RECEIVE_CODE) == set(HalfState)
+
+
+def test_connection_table_is_complete_and_never_reopens() -> None:
+    order = {ConnectionState.OPEN: 0, ConnectionState.CLOSING: 1, ConnectionState.CLOSED: 2}
+    for state in ConnectionState:
+        for what in ConnectionInput:
+            assert order[CONNECTION_TRANSITIONS[state, what]] > 0
+            assert order[CONNECTION_TRANSITIONS[state, what]] >= order[state]
+    assert CONNECTION_TRANSITIONS[ConnectionState.CLOSING, ConnectionInput.GOAWAY] is (
+        ConnectionState.CLOSING
+    )
 
 
 def drive_client_send_side(state: HalfState) -> tuple[ConnectionPair, int]:

@@ -266,8 +266,9 @@ def test_content_length_rejects(raw: str) -> None:
 @spec("T-1")
 @pytest.mark.parametrize(
     ("raw", "ok"),
-    [("1500", True), ("0", True), ("999999999", True), ("1000000000", False), ("1.5", False),
-     ("-1", False), ("1s", False)],
+    [("1500", True), ("0", True), ("999999999", True), ("0000000001", False),
+     ("1000000000", False), ("1.5", False), ("-1", False), ("1s", False), ("", False),
+     ("+1", False), (" 1", False), ("1 ", False), ("\u0661\u0665", False), ("\u00b2", False)],
 )  # fmt: skip
 def test_timeout_var(raw: str, ok: bool) -> None:
     if ok:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
+from muxwsgi import MAX_TIMEOUT_MS
 from muxwsgi.client import (
     AsyncClient,
     ConnectError,
@@ -21,7 +24,7 @@ from muxwsgi.client import (
 )
 
 from ...core.helpers import spec
-from ...servers import ServerProcess
+from ...servers import ServerProcess, start
 from ..conftest import CoreServer
 
 pytestmark = pytest.mark.slow
@@ -106,6 +109,14 @@ async def test_server_deadline_reaches_the_application(mux_url: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_deadline_beyond_the_var_s_range_is_sent_as_its_longest(mux_url: str) -> None:
+    # 10**7 s needs 10 digits of milliseconds, one more than MUXWSGI_TIMEOUT_MS may have.
+    async with AsyncClient(mux_url, timeout=1e7) as client:
+        deadline = float((await client.get("/deadline")).content)
+    assert deadline - time.monotonic() > MAX_TIMEOUT_MS / 1000 - 3600
+
+
+@pytest.mark.anyio
 async def test_stream_closed_early_resets(mux_url: str) -> None:
     async with AsyncClient(mux_url) as client:
         async with client.stream("GET", "/stream?n=10000&size=1000") as response:
@@ -181,7 +192,7 @@ async def test_server_killed_is_a_clean_error(fresh_server: ServerProcess) -> No
             os.kill(pid, signal.SIGKILL)  # in-flight and idle connections die
         os.kill(fresh_server.pid, signal.SIGKILL)
         started = time.monotonic()
-        with pytest.raises((ReadError, ConnectError)):
+        with pytest.raises((ReadError, WriteError, ConnectError)):  # as the kill lands
             await client.get("/sleep?s=5", timeout=20)
         assert time.monotonic() - started < 10  # an error, not a hang
 
@@ -208,3 +219,101 @@ async def test_a_write_without_progress_fails_at_write_timeout(stalled_server: C
     async with AsyncClient(stalled_server.url, write_timeout=0.5) as client:
         with pytest.raises(WriteError, match=r"write_timeout=0\.5s"):
             await client.post("/", body=bytes(64 << 20))
+
+
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01\Z")
+
+
+@pytest.mark.anyio
+async def test_trace_gives_requests_a_traceparent(
+    mux_url: str, uwsgi_server: tuple[str, int]
+) -> None:
+    classic = "uwsgi://{}:{}".format(*uwsgi_server)
+    for url in (mux_url, classic):
+        async with AsyncClient(url, trace=True) as client:
+            seen = {(await client.get("/environ")).json()["HTTP_TRACEPARENT"] for _ in range(3)}
+            assert len(seen) == 3 and all(TRACEPARENT.match(t) for t in seen), seen
+            # A request that carries its own is sent as it is, with its tracestate.
+            given = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                     "tracestate": "congo=t61rcWkgMzE"}  # fmt: skip
+            env = (await client.get("/environ", headers=given)).json()
+            assert (env["HTTP_TRACEPARENT"], env["HTTP_TRACESTATE"]) == tuple(given.values())
+        async with AsyncClient(url) as client:  # off by default
+            assert "HTTP_TRACEPARENT" not in (await client.get("/environ")).json()
+
+
+@pytest.mark.anyio
+async def test_metrics_count_requests_errors_and_latency(mux_url: str) -> None:
+    async with AsyncClient(mux_url, timeout=10) as client:
+        for _ in range(5):
+            assert (await client.get("/hello")).status == 200
+        assert (await client.get("/nope")).status == 404  # a response, not an error
+        with pytest.raises(RequestTimeout):
+            await client.get("/sleep?s=2", timeout=0.2)
+        metrics = client.metrics()
+    assert metrics.requests == 7
+    assert metrics.errors == {"RequestTimeout": 1}
+    (endpoint,) = metrics.endpoints
+    assert endpoint.endpoint == mux_url and endpoint.connections == 1
+    assert metrics.latency.count == endpoint.latency.count == 6
+    assert 0 < metrics.latency.quantile(0.5) < 1 and endpoint.ewma > 0
+    text = metrics.prometheus({"client": "test"})
+    assert 'muxwsgi_client_requests_total{client="test"} 7' in text
+    assert 'muxwsgi_client_errors_total{client="test",kind="RequestTimeout"} 1' in text
+    assert (f'muxwsgi_client_request_duration_seconds_count{{client="test",'
+            f'endpoint="{mux_url}"}} 6') in text  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_resolver_moves_requests_to_new_addresses(tmp_path: Path) -> None:
+    # Two real servers on one port, 127.0.0.1 and 127.0.0.2; the resolver's answer changes
+    # from the first to the second: requests follow, the first's connection is drained, closed.
+    first = start("tests.server.apps:app", log_dir=tmp_path)
+    port = first.address[1]
+    second = start("tests.server.apps:app", log_dir=tmp_path, bind=f"127.0.0.2:{port}")
+    answer = ["127.0.0.1"]
+    asked: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return answer
+
+    try:
+        async with AsyncClient(
+            f"mux://backend.test:{port}", resolver=resolve, resolve_interval=0.2, timeout=10
+        ) as client:
+            assert (await client.get("/hello")).url.endswith("(127.0.0.1)")
+            assert asked[0] == ("backend.test", port)
+            answer = ["127.0.0.2"]
+            deadline = time.monotonic() + 20
+            while client.metrics().endpoint("127.0.0.1") is not None:  # drained, then closed
+                assert time.monotonic() < deadline, client.metrics()
+                await client.get("/hello")
+            for _ in range(5):
+                assert (await client.get("/hello")).url.endswith("(127.0.0.2)")
+            assert client.metrics().resolutions >= 2
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.anyio
+async def test_a_failing_resolver_keeps_the_addresses(mux_url: str) -> None:
+    port = int(mux_url.rsplit(":", 1)[1])
+    calls = 0
+
+    async def resolve(host: str, port: int) -> list[tuple[str, int]]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("the registry is down")
+        return [("127.0.0.1", port)]
+
+    async with AsyncClient(
+        f"mux://registry.test:{port}", resolver=resolve, resolve_interval=0.05, timeout=10
+    ) as client:
+        deadline = time.monotonic() + 20
+        while client.metrics().resolution_errors < 2:
+            assert time.monotonic() < deadline
+            assert (await client.get("/hello")).status == 200
+        assert [e.state for e in client.metrics().endpoints] == ["ready"]
