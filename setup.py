@@ -44,6 +44,7 @@ COMPILED = (
     "muxwsgi._settings",
     "muxwsgi._state",
     "muxwsgi._vars",
+    "muxwsgi._windows",
     "muxwsgi.classic",
     "muxwsgi.server.dispatch",
     "muxwsgi.server.exchange",
