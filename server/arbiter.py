@@ -108,6 +108,10 @@ class Arbiter:
     def respawns(self) -> int:
         return self.supervisor.respawns
 
+    def not_ready(self) -> str:
+        """Why the server should not be sent traffic, or "" (the stats endpoint's /readyz)."""
+        return self.supervisor.not_ready()
+
     # ---------------------------------------------------------------- main loop
 
     def run(self) -> int:
@@ -224,7 +228,8 @@ class Arbiter:
         if self.supervisor.stopping:
             return
         log.info("TERM: graceful stop (up to %gs)", self.config.graceful_timeout)
-        self._close_listeners()  # new connections are refused from now on
+        # New connections are refused from now on; /readyz says 503 (supervisor.stopping).
+        self._close_listeners()
         self._execute(self.supervisor.stop(now, fast=False))
 
     def handle_int(self, now: float) -> None:
