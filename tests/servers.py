@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,17 +172,22 @@ def start(
     ready: bool = True,
     timeout: float = 20.0,
     watch: Path | None = None,
+    launcher: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> ServerProcess:
-    """Start a server and wait until it listens (its log, or ``watch``, says where)."""
+    """Start a server and wait until it listens (its log, or ``watch``, says where).
+    ``launcher`` runs first and is given the server's command line to exec, with the
+    descriptors ``pass_fds`` (socket activation)."""
     log_path = log_dir / f"server-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "muxwsgi", "serve", app, "--bind", bind, *args],
+            [*launcher, sys.executable, "-m", "muxwsgi", "serve", app, "--bind", bind, *args],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped with killpg, never by name
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            pass_fds=pass_fds,
         )
     server = ServerProcess(proc, log_path)
 
@@ -201,7 +206,8 @@ def start(
             raise RuntimeError(f"server did not start:\n{server.log()}")
         return server
     if ready:
-        target = bind[5:] if bind.startswith("unix:") else server.address
+        first = server.addresses[0]
+        target = first[5:] if first.startswith("unix:") else server.address
         try:
             wait_ready(target, timeout)
         except TimeoutError:
