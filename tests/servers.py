@@ -168,7 +168,7 @@ def start(
     app: str = "tests.server.apps:app",
     *args: str,
     log_dir: Path,
-    bind: str = "127.0.0.1:0",
+    bind: str | None = "127.0.0.1:0",
     ready: bool = True,
     timeout: float = 20.0,
     watch: Path | None = None,
@@ -176,12 +176,13 @@ def start(
     pass_fds: Sequence[int] = (),
 ) -> ServerProcess:
     """Start a server and wait until it listens (its log, or ``watch``, says where).
-    ``launcher`` runs first and is given the server's command line to exec, with the
-    descriptors ``pass_fds`` (socket activation)."""
+    ``bind`` None: the addresses are in ``args``. ``launcher`` runs first and is given the
+    server's command line to exec, with the descriptors ``pass_fds`` (socket activation)."""
     log_path = log_dir / f"server-{time.monotonic_ns()}.log"
+    bind_args = ("--bind", bind) if bind is not None else ()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*launcher, sys.executable, "-m", "muxwsgi", "serve", app, "--bind", bind, *args],
+            [*launcher, sys.executable, "-m", "muxwsgi", "serve", app, *bind_args, *args],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@
 - every ini and TOML file is accepted, the ini files without a warning;
 - the nginx site proxies to a real server through a real nginx, and the unix socket
   permissions it describes let nginx's workers in, or keep them out, as it says;
-- the systemd unit passes `systemd-analyze verify`;
+- the systemd units pass `systemd-analyze verify` (a .socket unit with its service);
 - the migration table marks as "read from --ini" exactly the keys the ini reader honours;
 - the client's settings table lists exactly the client's settings, in order, with their defaults;
 - every relative link resolves.
@@ -323,20 +323,30 @@ def test_migration_table_matches_the_ini_reader() -> None:
     assert honoured <= documented, f"honoured but not in the table: {honoured - documented}"
 
 
-@pytest.mark.parametrize("unit", params("systemd"))
-def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
+def systemd_units() -> list[pytest.ParameterSet]:
+    """The systemd units of each document, together: a .socket unit needs its service."""
+    units: dict[str, list[str]] = {}
+    for where, code in blocks("systemd"):
+        units.setdefault(where.partition(":")[0], []).append(code)
+    return [pytest.param(found, id=document) for document, found in units.items()]
+
+
+@pytest.mark.parametrize("units", systemd_units())
+def test_systemd_units_verify(units: list[str], tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    # The unit names paths of a deployment; point them at this checkout.
-    muxwsgi = Path(sys.executable).with_name("muxwsgi")
-    unit = re.sub(r"ExecStart=\S+/muxwsgi ", f"ExecStart={muxwsgi} ", unit)
-    unit = re.sub(r"WorkingDirectory=\S+", f"WorkingDirectory={tmp_path}", unit)
-    path = tmp_path / "myapp.service"
-    path.write_text(unit)
-    result = subprocess.run(
-        [analyze, "verify", str(path)], capture_output=True, text=True, timeout=60
-    )
+    paths = []
+    for unit in units:
+        # The unit names paths of a deployment; point them at this checkout.
+        muxwsgi = Path(sys.executable).with_name("muxwsgi")
+        unit = re.sub(r"ExecStart=\S+/muxwsgi ", f"ExecStart={muxwsgi} ", unit)
+        unit = re.sub(r"WorkingDirectory=\S+", f"WorkingDirectory={tmp_path}", unit)
+        path = tmp_path / ("myapp.socket" if "[Socket]" in unit else "myapp.service")
+        assert not path.exists(), f"two {path.name} units in one document"
+        path.write_text(unit)
+        paths.append(str(path))
+    result = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True, timeout=60)
     # verify exits 0 even for unknown keys or bad values; it only says so.
-    complaints = [line for line in result.stderr.splitlines() if str(path) in line]
+    complaints = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert result.returncode == 0 and not complaints, result.stderr
