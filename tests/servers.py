@@ -106,16 +106,20 @@ class ServerProcess:
         self.proc.wait(5)
         return code if code is not None else self.proc.returncode
 
-    def stats(self) -> dict[str, Any]:
-        """The stats endpoint's JSON document (server/stats.py); the server must have been
-        started with ``--stats``. The workers' figures in it are published about once a
-        second: wait for a value (:func:`until`), never for a change that may predate it."""
+    @property
+    def stats_address(self) -> tuple[str, int] | str:
+        """Where ``--stats`` listens, as the log says: (host, port), or a unix socket's path."""
         found = _STATS.search(self.log())
         assert found, "started without --stats"
         where = found[1]
         host, _, port = where.rpartition(":")
-        address = where[5:] if where.startswith("unix:") else (host.strip("[]"), int(port))
-        with connect(address, timeout=5) as sock:
+        return where[5:] if where.startswith("unix:") else (host.strip("[]"), int(port))
+
+    def stats(self) -> dict[str, Any]:
+        """The stats endpoint's JSON document (server/stats.py); the server must have been
+        started with ``--stats``. The workers' figures in it are published about once a
+        second: wait for a value (:func:`until`), never for a change that may predate it."""
+        with connect(self.stats_address, timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: stats\r\n\r\n")
             reply = b"".join(iter(lambda: sock.recv(65536), b""))
         doc: dict[str, Any] = json.loads(reply.partition(b"\r\n\r\n")[2])

@@ -204,9 +204,7 @@ def test_the_deployments_arguments_start_a_ready_server(tmp_path: Path) -> None:
     args.remove(CONFIG.app or "")
     server = start("tests.server.apps:app", *args, bind=None, log_dir=tmp_path, ready=False)
     try:
-        found = re.search(r"stats on 127\.0\.0\.1:(\d+)", server.log())
-        assert found, server.log()
-        stats = ("127.0.0.1", int(found[1]))
+        stats = server.stats_address
 
         def probe(path: str) -> int:
             with connect(stats, timeout=5) as sock:

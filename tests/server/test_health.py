@@ -13,12 +13,13 @@ import json
 import re
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..servers import ServerProcess, connect, start, until
+from ..servers import ServerProcess, connect, running, start, until
 
 pytestmark = pytest.mark.slow
 
@@ -188,55 +189,54 @@ def test_readyz_stays_ok_through_a_reload_ttin_and_ttou(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_probes_over_http_1_0_and_1_1(tmp_path: Path) -> None:
-    server = start("tests.server.apps:app", "--stats", "127.0.0.1:0", log_dir=tmp_path)
-    try:
-        found = re.search(r"stats on 127\.0\.0\.1:(\d+)", server.log())
-        assert found, server.log()
-        where = ("127.0.0.1", int(found[1]))
+@pytest.fixture(scope="module")
+def tcp_stats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int] | str]:
+    """The stats address of a server with one worker, ready."""
+    with running("tests.server.apps:app", "--stats", "127.0.0.1:0",
+                 log_dir=tmp_path_factory.mktemp("health")) as server:  # fmt: skip
+        where = server.stats_address
         until(lambda: status(where, "/readyz")[0] == 200, 20, what="ready")
-        for version in ("HTTP/1.0", "HTTP/1.1"):
-            for path in ("/healthz", "/readyz", "/readyz?verbose"):
-                code, headers, body = probe(where, path, version=version)
-                assert (code, body) == (200, b"ok\n")
-                assert headers["content-type"] == "text/plain; charset=utf-8"
-                assert probe(where, path, method="HEAD", version=version)[:2] == (200, headers)
-        # A real client (http.client, as urllib and many load balancers' agents use).
-        conn = http.client.HTTPConnection(*where, timeout=5)
-        conn.request("GET", "/readyz")
-        response = conn.getresponse()
-        assert (response.status, response.read()) == (200, b"ok\n")
-        conn.close()
-        # The existing documents are unchanged.
-        assert probe(where, "/")[1]["content-type"] == "application/json"
-        assert b"muxwsgi_workers 1" in probe(where, "/metrics")[2]
-        # Anything else is refused in words, and the connection still gets an answer.
-        assert probe(where, "/nope")[0] == 404
-        code, headers, _ = probe(where, "/readyz", method="POST")
-        assert code == 405 and headers["allow"] == "GET, HEAD"
-        with connect(where, timeout=5) as sock:
-            sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
-            assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 400
-        # A request head that comes in pieces.
-        with connect(where, timeout=5) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for piece in (b"GET /readyz HTTP/1.1\r\n", b"Host: stats\r\n", b"\r\n"):
-                sock.sendall(piece)
-            assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 200
-    finally:
-        server.stop()
+        yield where
 
 
-def test_a_peer_that_sends_nothing_does_not_hold_the_master(tmp_path: Path) -> None:
-    server = start("tests.server.apps:app", "--stats", "127.0.0.1:0", log_dir=tmp_path)
-    try:
-        found = re.search(r"stats on 127\.0\.0\.1:(\d+)", server.log())
-        assert found, server.log()
-        where = ("127.0.0.1", int(found[1]))
-        silent = [socket.create_connection(where, timeout=5) for _ in range(3)]
-        until(lambda: status(where, "/healthz")[0] == 200, 20, what="an answer past them",
-              ignore=(OSError,))  # fmt: skip
-        for sock in silent:
-            sock.close()
-    finally:
-        server.stop()
+def test_probes_over_http_1_0_and_1_1(tcp_stats: tuple[str, int] | str) -> None:
+    where = tcp_stats
+    assert isinstance(where, tuple)
+    for version in ("HTTP/1.0", "HTTP/1.1"):
+        for path in ("/healthz", "/readyz", "/readyz?verbose"):
+            code, headers, body = probe(where, path, version=version)
+            assert (code, body) == (200, b"ok\n")
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert probe(where, path, method="HEAD", version=version)[:2] == (200, headers)
+    # A real client (http.client, as urllib and many load balancers' agents use).
+    conn = http.client.HTTPConnection(*where, timeout=5)
+    conn.request("GET", "/readyz")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"ok\n")
+    conn.close()
+    # The existing documents are unchanged.
+    assert probe(where, "/")[1]["content-type"] == "application/json"
+    assert b"muxwsgi_workers 1" in probe(where, "/metrics")[2]
+    # Anything else is refused in words, and the connection still gets an answer.
+    assert probe(where, "/nope")[0] == 404
+    code, headers, _ = probe(where, "/readyz", method="POST")
+    assert code == 405 and headers["allow"] == "GET, HEAD"
+    with connect(where, timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 400
+    # A request head that comes in pieces.
+    with connect(where, timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in (b"GET /readyz HTTP/1.1\r\n", b"Host: stats\r\n", b"\r\n"):
+            sock.sendall(piece)
+        assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 200
+
+
+def test_a_peer_that_sends_nothing_does_not_hold_the_master(
+    tcp_stats: tuple[str, int] | str,
+) -> None:
+    silent = [connect(tcp_stats, timeout=5) for _ in range(3)]
+    until(lambda: status(tcp_stats, "/healthz")[0] == 200, 20, what="an answer past them",
+          ignore=(OSError,))  # fmt: skip
+    for sock in silent:
+        sock.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,20 +54,20 @@ def test_the_access_log_is_off_by_default() -> None:
     assert AccessLog(Config()).enabled is False
 
 
-def via_mux(address: tuple[str, int], headers: dict[str, str]) -> dict[str, str]:
-    with Client(f"mux://{address[0]}:{address[1]}") as client:
-        response = client.get("/environ", headers=headers, timeout=10)
-    assert response.status == 200
-    environ: dict[str, str] = response.json()
-    return environ
+def via_client(scheme: str) -> Callable[[tuple[str, int], dict[str, str]], dict[str, str]]:
+    """A sender of GET /environ with ``muxwsgi.client`` over ``scheme`` (mux or uwsgi)."""
+
+    def send(address: tuple[str, int], headers: dict[str, str]) -> dict[str, str]:
+        with Client(f"{scheme}://{address[0]}:{address[1]}") as client:
+            response = client.get("/environ", headers=headers, timeout=10)
+        assert response.status == 200
+        environ: dict[str, str] = response.json()
+        return environ
+
+    return send
 
 
-def via_uwsgi(address: tuple[str, int], headers: dict[str, str]) -> dict[str, str]:
-    with Client(f"uwsgi://{address[0]}:{address[1]}") as client:
-        response = client.get("/environ", headers=headers, timeout=10)
-    assert response.status == 200
-    environ: dict[str, str] = response.json()
-    return environ
+via_mux = via_client("mux")
 
 
 def via_http(address: tuple[str, int], headers: dict[str, str]) -> dict[str, str]:
@@ -85,7 +86,7 @@ def via_http(address: tuple[str, int], headers: dict[str, str]) -> dict[str, str
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_traceparent_reaches_environ_and_the_access_log(log_format: str, tmp_path: Path) -> None:
     access = tmp_path / "access.log"
-    senders = {"mux": via_mux, "uwsgi": via_uwsgi, "http": via_http}
+    senders = {"mux": via_mux, "uwsgi": via_client("uwsgi"), "http": via_http}
     with running("tests.server.apps:app", "--access-log", str(access), "--log-format",
                  log_format, log_dir=tmp_path) as server:  # fmt: skip
         sent: dict[str, str] = {}
