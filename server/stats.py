@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -29,6 +30,9 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _MAX_HEAD = 8192
 #: How long one client may take to send its request: the master serves nothing else meanwhile.
 _CLIENT_TIMEOUT = 1.0
+#: A byte that has no place in an HTTP/1.x request head: the peer speaks something else (a mux
+#: or uwsgi client sent here by mistake), and is answered 400 at once instead of waited for.
+_NOT_HTTP = re.compile(rb"[^\t\r\n\x20-\x7e]")
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -207,6 +211,7 @@ class StatsServer:
                     "Connection: close\r\n\r\n".encode()
                     + (b"" if method == b"HEAD" else body)
                 )
+                _discard_unread(client)
             except OSError:
                 pass
 
@@ -256,9 +261,8 @@ def _request_line(head: bytes) -> tuple[bytes, bytes]:
 
 def _read_head(client: socket.socket) -> bytes:
     """The request head: read until the blank line that ends it (a probe may send it in
-    pieces, and closing with a request left unread would reset the connection before the
-    answer arrives), the peer's EOF, or _MAX_HEAD bytes, all within _CLIENT_TIMEOUT.
-    Raises OSError (TimeoutError) when the time is up first."""
+    pieces), the peer's EOF, _MAX_HEAD bytes, or a byte that is not HTTP, all within
+    _CLIENT_TIMEOUT. Raises OSError (TimeoutError) when the time is up first."""
     deadline = time.monotonic() + _CLIENT_TIMEOUT
     head = b""
     while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < _MAX_HEAD:
@@ -267,7 +271,20 @@ def _read_head(client: socket.socket) -> bytes:
             raise TimeoutError("the request head did not arrive in time")
         client.settimeout(left)
         chunk = client.recv(_MAX_HEAD)
-        if not chunk:
-            break
+        if not chunk or _NOT_HTTP.search(chunk):
+            return head + chunk
         head += chunk
     return head
+
+
+def _discard_unread(client: socket.socket) -> None:
+    """Read what the peer sent beyond the request head (a body, the rest of a protocol it
+    mistook us for) without waiting: closing with unread bytes resets the connection, and a
+    reset can reach the peer before the answer it was sent."""
+    client.setblocking(False)
+    for _ in range(16):
+        try:
+            if not client.recv(_MAX_HEAD):
+                return
+        except OSError:  # nothing more yet (BlockingIOError), or the peer is gone
+            return

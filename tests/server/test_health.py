@@ -221,9 +221,12 @@ def test_probes_over_http_1_0_and_1_1(tcp_stats: tuple[str, int] | str) -> None:
     assert probe(where, "/nope")[0] == 404
     code, headers, _ = probe(where, "/readyz", method="POST")
     assert code == 405 and headers["allow"] == "GET, HEAD"
-    with connect(where, timeout=5) as sock:
-        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
-        assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 400
+    # Not HTTP: a line that is no request line, and bytes that are no HTTP at all (a TLS
+    # ClientHello's first bytes, which never end a line: answered at once, not waited for).
+    for garbage in (b"hello there\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00"):
+        with connect(where, timeout=5) as sock:
+            sock.sendall(garbage)
+            assert parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))[0] == 400
     # A request head that comes in pieces.
     with connect(where, timeout=5) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
