@@ -790,7 +790,8 @@ SETTINGS: tuple[Setting, ...] = (
         "stats",
         LOGGING,
         None,
-        "Serve stats (JSON at /, Prometheus at /metrics) on HOST:PORT or unix:PATH.",
+        "Serve stats (JSON at /, Prometheus at /metrics) and health checks (/healthz, "
+        "/readyz) on HOST:PORT or unix:PATH.",
         kind="address",
         flags=("--stats",),
         ini=("stats",),
