@@ -130,6 +130,7 @@ class Headers:
         return default
 
     def get_list(self, name: str) -> list[str]:
+        """Every value of ``name`` in the order received (several ``Set-Cookie``), or []."""
         lower = name.lower()
         return [value for key, value in self._items if key.lower() == lower]
 

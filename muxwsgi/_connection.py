@@ -145,7 +145,7 @@ class ConnectionConfig:
 
 @dataclass(slots=True)
 class Counters:
-    """What the peer did, for stats and for the server's flood policy."""
+    """What the peer did (and what this side refused or reset), counted for the user's stats."""
 
     streams_opened: int = 0
     streams_refused: int = 0
