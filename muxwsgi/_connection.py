@@ -157,6 +157,14 @@ class Counters:
     glitches: int = 0
 
 
+def _head_too_large(stream_id: int, what: str, size: int, limit: int) -> StreamError:
+    """The stream error for a ``what`` ("request", "response") head of ``size`` bytes, over
+    the ``limit`` this side enforces (max_headers_size)."""
+    return StreamError(
+        stream_id, f"{what} head of {size} bytes exceeds {limit}", ErrorCode.HEADERS_TOO_LARGE
+    )
+
+
 class _Stream(FlowControl):
     """Per-stream bookkeeping: the state of each direction, and (inherited) its windows."""
 
@@ -525,11 +533,7 @@ class Connection:
                 ErrorCode.REFUSED_STREAM,
             )
         if len(payload) > enforced.max_headers_size:
-            raise StreamError(
-                stream_id,
-                f"request head of {len(payload)} bytes exceeds {enforced.max_headers_size}",
-                ErrorCode.HEADERS_TOO_LARGE,
-            )
+            raise _head_too_large(stream_id, "request", len(payload), enforced.max_headers_size)
         try:
             request_vars = decode_request_vars(payload, enforced.max_headers_count)
             content_length = timeout_ms = None
@@ -574,11 +578,7 @@ class Connection:
             )
         enforced = self._enforced
         if len(payload) > enforced.max_headers_size:
-            raise StreamError(
-                stream_id,
-                f"response head of {len(payload)} bytes exceeds {enforced.max_headers_size}",
-                ErrorCode.HEADERS_TOO_LARGE,
-            )
+            raise _head_too_large(stream_id, "response", len(payload), enforced.max_headers_size)
         try:
             status, reason, headers = decode_response_head(payload, enforced.max_headers_count)
         except InvalidVarsError as exc:
