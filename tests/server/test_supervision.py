@@ -114,6 +114,8 @@ class SupervisorMachine(RuleBasedStateMachine):
                     assert process.signalled or process.liveness_killed or not process.ready, (
                         f"a serving worker killed: {process}"
                     )
+                    if not (process.ready or process.signalled or process.liveness_killed):
+                        self.failures += 1  # not ready within READY_TIMEOUT: a failed start
                     process.killed = True
                 case Exit():
                     assert self.sup.done
@@ -486,3 +488,15 @@ def test_readiness_from_start_to_stop() -> None:
     assert sup.not_ready() == ""
     sup.stop(102.0, fast=False)
     assert sup.not_ready() == "stopping"
+
+
+def test_workers_never_ready_are_failures_the_model_counts() -> None:
+    """A case hypothesis found: workers killed for not being ready in time, again and again,
+    end in the crash-loop exit, which the model must explain by those failures."""
+    machine = SupervisorMachine()
+    machine.start(workers=2, graceful=0.0)
+    machine.time_passes(READY_TIMEOUT + 1)
+    machine.time_passes(1.0)
+    machine.ttin_ttou(1)
+    machine.time_passes(READY_TIMEOUT + 1)
+    machine.quiet()
