@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     build = ", ".join(f for f, on in (("PGO", env["pgo"]), ("LTO", env["lto"])) if on)
     progress(
-        f"Python {env['python']} ({build or 'no PGO/LTO: expect ~1.5x the CPU per request'}),"
+        f"Python {env['python']} ({build or 'no PGO/LTO: expect more CPU per request'}),"
         f" {env['cores']} cores, {env['cpu']}"
     )
     load = env["load_average"][0]

@@ -35,20 +35,20 @@ SERVICE = "bench"
 MAX_CONCURRENT_STREAMS = 1024
 
 
-def _hello(request: bytes, context: Any) -> bytes:
+def _hello(request: bytes, _context: Any) -> bytes:
     return HELLO
 
 
-def _sleep(request: bytes, context: Any) -> bytes:
+def _sleep(request: bytes, _context: Any) -> bytes:
     time.sleep(SLEEP_SECONDS)
     return HELLO
 
 
-def _echo(request: bytes, context: Any) -> bytes:
+def _echo(request: bytes, _context: Any) -> bytes:
     return request
 
 
-def _slow(request: bytes, context: Any) -> bytes:
+def _slow(request: bytes, _context: Any) -> bytes:
     time.sleep(SLOW_SECONDS)
     return HELLO
 

@@ -19,8 +19,6 @@ class Reply:
     body: bytes = b""
     ended: bool = False
     reset: muxwsgi.ErrorCode | None = None
-    first_byte_at: float = 0.0
-    done_at: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -91,7 +89,6 @@ class RawMux:
         if not data:
             self.closed = True
             return False
-        now = time.monotonic()
         for event in self.conn.receive_data(data):
             self.events.append(event)
             reply = self.replies.get(getattr(event, "stream_id", -1))
@@ -99,14 +96,13 @@ class RawMux:
                 continue
             if type(event) is muxwsgi.ResponseReceived:
                 reply.status, reply.headers = event.status, event.headers
-                reply.first_byte_at = now
             elif type(event) is muxwsgi.DataReceived:
                 reply.body += event.data
                 self.conn.acknowledge_received_data(event.stream_id, event.flow_controlled_length)
             elif type(event) is muxwsgi.StreamEnded:
-                reply.ended, reply.done_at = True, now
+                reply.ended = True
             elif type(event) is muxwsgi.StreamReset:
-                reply.reset, reply.done_at = event.error_code, now
+                reply.reset = event.error_code
         self.flush()
         return True
 

@@ -45,8 +45,8 @@ def _cpu_model() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """The machine and the Python build: an optimized (PGO/LTO) CPython is ~1.5x cheaper per
-    request, so figures mean little without it."""
+    """The machine and the Python build: an optimized (PGO/LTO) CPython costs much less per
+    request (benchmarks/README.md), so figures mean little without it."""
     config_args = sysconfig.get_config_var("CONFIG_ARGS") or ""
     packages: dict[str, str | None] = {}
     for name in (

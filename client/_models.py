@@ -130,6 +130,7 @@ class Headers:
         return default
 
     def get_list(self, name: str) -> list[str]:
+        """Every value of ``name`` in the order received (several ``Set-Cookie``), or []."""
         lower = name.lower()
         return [value for key, value in self._items if key.lower() == lower]
 
@@ -275,7 +276,8 @@ def _base_vars(
     if not target.startswith("/"):
         raise ValueError(f"the request target must start with '/': {target!r}")
     path, _, query = target.partition("?")
-    if _PLAIN_TARGET.match(target):  # nothing to quote or unquote: the common case, 4x cheaper
+    # Nothing to quote or unquote: the common case, where one match costs far less than quote().
+    if _PLAIN_TARGET.match(target):
         uri = target
     else:
         uri = quote(target, safe="/?&=%:@!$'()*+,;~-._")

@@ -145,7 +145,7 @@ class ConnectionConfig:
 
 @dataclass(slots=True)
 class Counters:
-    """What the peer did, for stats and for the server's flood policy."""
+    """What the peer did (and what this side refused or reset), counted for the user's stats."""
 
     streams_opened: int = 0
     streams_refused: int = 0
@@ -155,6 +155,14 @@ class Counters:
     settings_received: int = 0
     empty_frames: int = 0
     glitches: int = 0
+
+
+def _head_too_large(stream_id: int, what: str, size: int, limit: int) -> StreamError:
+    """The stream error for a ``what`` ("request", "response") head of ``size`` bytes, over
+    the ``limit`` this side enforces (max_headers_size)."""
+    return StreamError(
+        stream_id, f"{what} head of {size} bytes exceeds {limit}", ErrorCode.HEADERS_TOO_LARGE
+    )
 
 
 class _Stream(FlowControl):
@@ -525,11 +533,7 @@ class Connection:
                 ErrorCode.REFUSED_STREAM,
             )
         if len(payload) > enforced.max_headers_size:
-            raise StreamError(
-                stream_id,
-                f"request head of {len(payload)} bytes exceeds {enforced.max_headers_size}",
-                ErrorCode.HEADERS_TOO_LARGE,
-            )
+            raise _head_too_large(stream_id, "request", len(payload), enforced.max_headers_size)
         try:
             request_vars = decode_request_vars(payload, enforced.max_headers_count)
             content_length = timeout_ms = None
@@ -574,11 +578,7 @@ class Connection:
             )
         enforced = self._enforced
         if len(payload) > enforced.max_headers_size:
-            raise StreamError(
-                stream_id,
-                f"response head of {len(payload)} bytes exceeds {enforced.max_headers_size}",
-                ErrorCode.HEADERS_TOO_LARGE,
-            )
+            raise _head_too_large(stream_id, "response", len(payload), enforced.max_headers_size)
         try:
             status, reason, headers = decode_response_head(payload, enforced.max_headers_count)
         except InvalidVarsError as exc:

@@ -2,10 +2,10 @@
 
 Each event is an immutable ``NamedTuple``: typed fields, no mutation, and construction in C.
 That last point is why they are not frozen dataclasses: a frozen dataclass sets each field
-through ``object.__setattr__`` and cost 2.5 us per RequestReceived on the reference machine,
-against 0.4-0.8 us for a tuple; a request/response exchange creates five events. Equality also
-compares the type, so ``PingReceived(b) != PingAcknowledged(b)`` although both are ``(b,)``.
-Dispatch on ``type(event)``; ``Event`` is the union of them all.
+through ``object.__setattr__``, several times the cost of a tuple (benchmarks/README.md), and a
+request/response exchange creates five events. Equality also compares the type, so
+``PingReceived(b) != PingAcknowledged(b)`` although both are ``(b,)``. Dispatch on
+``type(event)``; ``Event`` is the union of them all.
 """
 
 from __future__ import annotations

@@ -196,13 +196,7 @@ def encode_response_head(
         raise LocalProtocolError(f"status must be in 100-999, not {status!r}")
     items: list[Any] = [status, reason]
     items.extend(chain.from_iterable(headers))
-    try:
-        joined = "".join(items[1:])
-    except TypeError:
-        raise LocalProtocolError("reason, header names and values must be str") from None
-    problem = check_names_and_text(joined)
-    if problem is None and "" in items[2::2]:
-        problem = "empty header name"
+    problem = _head_problem(items)
     if problem is not None:
         raise LocalProtocolError(f"invalid response head: {problem}")
     return pack(items)
@@ -230,13 +224,21 @@ def decode_response_head(
             f"{len(items) // 2 - 1} headers exceed the limit of {max_count}",
             ErrorCode.HEADERS_TOO_LARGE,
         )
-    try:
-        joined = "".join(items[1:])
-    except TypeError:
-        raise InvalidVarsError("reason, header names and values must be msgpack str") from None
-    problem = check_names_and_text(joined)
-    if problem is None and "" in items[2::2]:
-        problem = "empty header name"
+    problem = _head_problem(items)
     if problem is not None:
         raise InvalidVarsError(f"response head: {problem}")
     return status, items[1], list(zip(items[2::2], items[3::2], strict=True))
+
+
+def _head_problem(items: list[Any]) -> str | None:
+    """Why the text of a response head ``[status, reason, name, value, ...]`` is unacceptable
+    (not str, CR/LF/NUL, not latin-1, an empty header name), or None. The same rules for the
+    head this side sends as for the one it receives."""
+    try:
+        joined = "".join(items[1:])
+    except TypeError:
+        return "reason, header names and values must be str"
+    problem = check_names_and_text(joined)
+    if problem is None and "" in items[2::2]:
+        return "empty header name"
+    return problem

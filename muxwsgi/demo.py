@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 
 __all__ = ("app",)
 
-StartResponse = Callable[..., Any]
+_StartResponse = Callable[..., Any]
 
-GREETING = b"Hello from muxwsgi: one socket, many requests.\n"
+_GREETING = b"Hello from muxwsgi: one socket, many requests.\n"
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:
@@ -41,11 +41,13 @@ def _stream(n: int) -> Iterator[bytes]:
         yield f"chunk {i + 1} of {n}\n".encode()
 
 
-def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+def app(environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
+    """The demo application (PEP 3333): answers the paths listed in the module docstring, and
+    404 for any other."""
     path = environ.get("PATH_INFO", "/")
     query = _query(environ)
     if path == "/":
-        body = GREETING
+        body = _GREETING
     elif path == "/echo":
         body = environ["wsgi.input"].read()
         ctype = environ.get("CONTENT_TYPE", "application/octet-stream")

@@ -2,9 +2,10 @@
 
 Modelled on gunicorn's arbiter, with uWSGI's and granian's lessons:
 
-- the master binds every socket before forking and never closes them until it exits, so a
-  reload never refuses a connection; it never imports the application (workers do, after the
-  fork), so a reload re-imports the code; and it never runs an event loop;
+- the master binds every socket before forking (or takes those systemd passed it: socket
+  activation) and never closes them until it exits, so a reload never refuses a connection;
+  it never imports the application (workers do, after the fork), so a reload re-imports the
+  code; and it never runs an event loop;
 - signal handlers only queue the signal and wake the main loop through a pipe; the loop
   dispatches to ``handle_<name>`` methods;
 - what to do about workers (rolling reload, scaling, respawns, the crash-loop guard, stop
@@ -36,7 +37,7 @@ from .importer import import_app
 from .logs import reopen_logs, setup_logging
 from .procfs import rss_mib
 from .scoreboard import Scoreboard, Slot, WorkerStatus
-from .sockets import BindError, Listener, bind
+from .sockets import BindError, Listener, activated, bind
 from .stats import StatsServer
 from .supervision import Action, Exit, Kill, Phase, Spawn, Stop, Supervisor, WorkerState
 from .worker import WORKER_BOOT_ERROR, Worker
@@ -108,16 +109,15 @@ class Arbiter:
     def respawns(self) -> int:
         return self.supervisor.respawns
 
+    def not_ready(self) -> str:
+        """Why the server should not be sent traffic, or "" (the stats endpoint's /readyz)."""
+        return self.supervisor.not_ready()
+
     # ---------------------------------------------------------------- main loop
 
     def run(self) -> int:
         try:
-            for spec in self.config.bind:
-                listener = bind(
-                    spec, backlog=self.config.backlog, unix_mode=self.config.unix_socket_mode
-                )
-                self.listeners.append(listener)
-                log.info("listening on %s", listener.address)
+            self._listen()
         except BindError as exc:
             print(f"muxwsgi: {exc}", file=sys.stderr, flush=True)
             self._close_listeners()
@@ -146,6 +146,22 @@ class Arbiter:
         finally:
             self._shutdown()
         return self.exit_code
+
+    def _listen(self) -> None:
+        """Take the sockets systemd passed (all of them, as gunicorn does), or bind --bind."""
+        self.listeners = activated()
+        if self.listeners:
+            log.info(
+                "socket activation: %d socket(s) passed by the service manager; --bind is not used",
+                len(self.listeners),
+            )
+        else:
+            for spec in self.config.bind:
+                self.listeners.append(
+                    bind(spec, backlog=self.config.backlog, unix_mode=self.config.unix_socket_mode)
+                )
+        for listener in self.listeners:
+            log.info("listening on %s", listener.address)
 
     def _wait(self) -> None:
         """Sleep until a signal, a worker's READY, a stats request, the supervisor's next
@@ -224,7 +240,9 @@ class Arbiter:
         if self.supervisor.stopping:
             return
         log.info("TERM: graceful stop (up to %gs)", self.config.graceful_timeout)
-        self._close_listeners()  # new connections are refused from now on
+        # New connections are refused from now on; a socket systemd passed stays open in systemd,
+        # where they wait for the next start. /readyz says 503 from now on (supervisor.stopping).
+        self._close_listeners()
         self._execute(self.supervisor.stop(now, fast=False))
 
     def handle_int(self, now: float) -> None:
@@ -398,7 +416,7 @@ class Arbiter:
     def _close_listeners(self) -> None:
         for listener in self.listeners:
             listener.close()
-            if listener.address.family == "unix":
+            if listener.address.family == "unix" and not listener.activated:
                 try:
                     os.unlink(listener.address.path)
                 except OSError as exc:

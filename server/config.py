@@ -673,8 +673,7 @@ SETTINGS: tuple[Setting, ...] = (
         128,
         "Frames of one mux connection handled per event-loop turn; the rest wait for the next "
         "turn, so a flooding connection cannot starve the others (smaller is fairer under a "
-        "flood, larger is cheaper per request: 4 costs ~10 us of CPU per request at 64 in "
-        "flight).",
+        "flood, larger costs less CPU per request).",
         kind="int",
         minimum=1,
     ),
@@ -790,7 +789,8 @@ SETTINGS: tuple[Setting, ...] = (
         "stats",
         LOGGING,
         None,
-        "Serve stats (JSON at /, Prometheus at /metrics) on HOST:PORT or unix:PATH.",
+        "Serve stats (JSON at /, Prometheus at /metrics) and health checks (/healthz, "
+        "/readyz) on HOST:PORT or unix:PATH.",
         kind="address",
         flags=("--stats",),
         ini=("stats",),

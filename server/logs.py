@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 from .config import Config
 
-__all__ = ("AccessLog", "reopen_logs", "setup_logging")
+__all__ = ("AccessLog", "reopen_logs", "setup_logging", "trace_id")
 
 _FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+#: W3C Trace Context: version-traceid-parentid-flags, lower-case hex; versions after 00 may
+#: append fields after a dash.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?", re.S)
+
+
+def trace_id(traceparent: str | None) -> str:
+    """The trace id (32 hex digits) of a W3C ``traceparent`` value, or "-" when there is none
+    or the value is not valid (version ff, an all-zero id, a version 00 value with more
+    fields, two headers joined by a comma): never an error."""
+    if not traceparent:
+        return "-"
+    match = _TRACEPARENT.fullmatch(traceparent.strip(" \t"))
+    if match is None:
+        return "-"
+    version, trace, parent, more = match.groups()
+    if version == "ff" or (version == "00" and more) or trace == "0" * 32 or parent == "0" * 16:
+        return "-"
+    return trace
 
 
 def _handler(target: str | None) -> logging.Handler:
@@ -76,6 +95,7 @@ class AccessLog:
         method = environ.get("REQUEST_METHOD", "-")
         path = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "-")
         remote = environ.get("REMOTE_ADDR", "-")
+        trace = trace_id(environ.get("HTTP_TRACEPARENT"))
         if self.json:
             line = json.dumps(
                 {
@@ -89,12 +109,13 @@ class AccessLog:
                     "protocol": protocol,
                     "stream_id": stream_id,
                     "request_id": request_id,
+                    "trace_id": trace,
                 }
             )
         else:
             line = (
                 f'{remote} - - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{method} {path}" '
                 f"{status} {size} {duration * 1000:.3f}ms {protocol} stream={stream_id} "
-                f"request_id={request_id}"
+                f"request_id={request_id} trace_id={trace}"
             )
         self.logger.info(line)

@@ -19,6 +19,8 @@ __all__ = ("Scoreboard", "Slot", "WorkerStatus")
 
 
 class WorkerStatus(enum.IntEnum):
+    """Where a worker is in its life, as its slot tells the master."""
+
     FREE = 0  # no worker in this slot
     BOOTING = 1  # forked, importing the application
     READY = 2  # accepting connections
@@ -34,6 +36,8 @@ _SLOT = struct.Struct("<qqqdqqqqddqq")
 
 @dataclass
 class Slot:
+    """One worker's slot, decoded: what it wrote last (the fields of ``_SLOT``, in order)."""
+
     pid: int = 0
     generation: int = 0
     status: WorkerStatus = WorkerStatus.FREE

@@ -1,5 +1,6 @@
-"""Listening sockets: parsed from ``--bind`` values, bound once by the master, inherited by
-every worker it forks, and never closed by a reload."""
+"""Listening sockets: parsed from ``--bind`` values and bound once by the master, or passed by
+the service manager (systemd socket activation); inherited by every worker the master forks,
+and never closed by a reload."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-__all__ = ("BindError", "Listener", "bind", "parse_bind")
+__all__ = ("LISTEN_FDS_START", "BindError", "Listener", "activated", "bind", "parse_bind")
+
+#: The first descriptor a service manager passes (sd_listen_fds(3)).
+LISTEN_FDS_START = 3
 
 
 class BindError(OSError):
@@ -33,6 +38,9 @@ class Address:
 class Listener:
     address: Address
     sock: socket.socket
+    #: Passed by the service manager, which owns it: a unix socket's file is not ours to
+    #: remove, and the socket stays open in the manager across our restarts.
+    activated: bool = False
 
     def close(self) -> None:
         self.sock.close()
@@ -62,6 +70,50 @@ def bind(spec: str, *, backlog: int, unix_mode: int) -> Listener:
         host, port = sock.getsockname()[:2]
         address = Address("tcp", host=host, port=port)
     return Listener(address, sock)
+
+
+def activated(environ: MutableMapping[str, str] = os.environ) -> list[Listener]:
+    """The listening sockets a service manager passed to this process (systemd socket
+    activation, as sd_listen_fds(3) reads them): ``LISTEN_FDS`` descriptors from
+    LISTEN_FDS_START on, if ``LISTEN_PID`` is this process; [] if there are none.
+
+    Removes LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from ``environ`` once they were meant for
+    this process, so that workers, and programs they start, do not take the sockets for their
+    own. Raises BindError if a descriptor is not a listening stream socket (TCP or unix).
+    """
+    if environ.get("LISTEN_PID", "") != str(os.getpid()):
+        return []
+    count = environ.get("LISTEN_FDS", "0")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    if not count.isdigit():
+        raise BindError(f"LISTEN_FDS={count!r}: expected a number of sockets")
+    return [_adopt(fd) for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))]
+
+
+def _adopt(fd: int) -> Listener:
+    what = f"descriptor {fd} passed by the service manager (LISTEN_FDS)"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"{what} is not a socket: {exc.strerror}") from None
+    families = {socket.AF_INET: "tcp", socket.AF_INET6: "tcp", socket.AF_UNIX: "unix"}
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.type != socket.SOCK_STREAM or sock.family not in families or not listening:
+        sock.detach()  # not ours to close
+        raise BindError(
+            f"{what} is not a listening TCP or unix stream socket (ListenStream= in the "
+            ".socket unit, with Accept=no)"
+        )
+    sock.set_inheritable(True)
+    name = sock.getsockname()
+    if families[sock.family] == "unix":
+        # An abstract socket's name is bytes starting with NUL; shown with @, as ss does.
+        path = name if isinstance(name, str) else "@" + name[1:].decode(errors="replace")
+        address = Address("unix", path=path)
+    else:
+        address = Address("tcp", host=name[0], port=name[1])
+    return Listener(address, sock, activated=True)
 
 
 def _bind_tcp(address: Address) -> socket.socket:

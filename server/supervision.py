@@ -34,6 +34,13 @@ serving steadily, the master gives up.
 
 TERM (graceful) and INT or QUIT (fast) win over all of this: every worker is told to stop, none
 is started, stragglers are killed at the deadline, and the master exits once the last is gone.
+
+Readiness (:meth:`Supervisor.not_ready`, the stats endpoint's ``/readyz``) follows from the
+same table: the pool is ready while ``target`` workers serve and it is not stopping. Rule 2 is
+why a reload, recycling or TTOU never makes it unready: a serving worker is drained only while
+more than ``target`` serve. TTIN raises the target before its worker is ready; readiness keeps
+asking for the target the pool last reached until then, so adding capacity never takes the
+server out of a load balancer.
 """
 
 from __future__ import annotations
@@ -174,6 +181,9 @@ class Supervisor:
         self._backoff_until = -math.inf
         self._retry_at: float | None = None  # a start deferred by the backoff
         self._next_id = 1
+        #: The workers that must serve for the pool to be ready: the target it last reached
+        #: (or the first one), lowered at once by TTOU, raised by TTIN only once reached.
+        self._ready_floor = target
 
     # ---------------------------------------------------------------- events
 
@@ -186,11 +196,10 @@ class Supervisor:
         if self.stopping:
             return []
         self.generation += 1
-        serving = sum(1 for w in self.workers.values() if w.phase is Phase.READY)
         log.info(
             "HUP: rolling reload to generation %d (%d worker(s) to replace)",
             self.generation,
-            serving,
+            self.serving(),
         )
         return self._converge(now)
 
@@ -204,6 +213,7 @@ class Supervisor:
             log.warning("%s: %d worker(s) at most", name, self.limit - SURPLUS)
             return []
         self.target = target
+        self._ready_floor = min(self._ready_floor, target)
         log.info("%s: %d worker(s)", name, target)
         return self._converge(now)
 
@@ -271,6 +281,21 @@ class Supervisor:
             times.append(self._last_kill + REAP_TIMEOUT)
         soonest = min(times, default=math.inf)
         return None if soonest == math.inf else soonest
+
+    def serving(self) -> int:
+        """Workers ready and not told to stop: those accepting connections."""
+        return sum(1 for w in self.workers.values() if w.phase is Phase.READY)
+
+    def not_ready(self) -> str:
+        """Why the server should not be sent new traffic, in a few words; "" when it should:
+        it is not stopping, and as many workers serve as the target (the target before a
+        TTIN whose worker is not ready yet)."""
+        if self.stopping:
+            return "stopping"
+        serving = self.serving()
+        if serving < self._ready_floor:
+            return f"{serving} of {self.target} worker(s) ready"
+        return ""
 
     def is_current(self, state: WorkerState) -> bool:
         """Whether ``state`` belongs in the goal: not to be recycled, and of the newest
@@ -351,6 +376,8 @@ class Supervisor:
             self.workers[state.id] = state
             current.append(state)
             actions.append(Spawn(state.id, state.generation))
+        if self.serving() >= self.target:
+            self._ready_floor = self.target
         return actions
 
     def _converge_stop(self, now: float) -> list[Action]:

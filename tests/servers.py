@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,16 +106,20 @@ class ServerProcess:
         self.proc.wait(5)
         return code if code is not None else self.proc.returncode
 
-    def stats(self) -> dict[str, Any]:
-        """The stats endpoint's JSON document (server/stats.py); the server must have been
-        started with ``--stats``. The workers' figures in it are published about once a
-        second: wait for a value (:func:`until`), never for a change that may predate it."""
+    @property
+    def stats_address(self) -> tuple[str, int] | str:
+        """Where ``--stats`` listens, as the log says: (host, port), or a unix socket's path."""
         found = _STATS.search(self.log())
         assert found, "started without --stats"
         where = found[1]
         host, _, port = where.rpartition(":")
-        address = where[5:] if where.startswith("unix:") else (host.strip("[]"), int(port))
-        with connect(address, timeout=5) as sock:
+        return where[5:] if where.startswith("unix:") else (host.strip("[]"), int(port))
+
+    def stats(self) -> dict[str, Any]:
+        """The stats endpoint's JSON document (server/stats.py); the server must have been
+        started with ``--stats``. The workers' figures in it are published about once a
+        second: wait for a value (:func:`until`), never for a change that may predate it."""
+        with connect(self.stats_address, timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: stats\r\n\r\n")
             reply = b"".join(iter(lambda: sock.recv(65536), b""))
         doc: dict[str, Any] = json.loads(reply.partition(b"\r\n\r\n")[2])
@@ -168,21 +172,27 @@ def start(
     app: str = "tests.server.apps:app",
     *args: str,
     log_dir: Path,
-    bind: str = "127.0.0.1:0",
+    bind: str | None = "127.0.0.1:0",
     ready: bool = True,
     timeout: float = 20.0,
     watch: Path | None = None,
+    launcher: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> ServerProcess:
-    """Start a server and wait until it listens (its log, or ``watch``, says where)."""
+    """Start a server and wait until it listens (its log, or ``watch``, says where).
+    ``bind`` None: the addresses are in ``args``. ``launcher`` runs first and is given the
+    server's command line to exec, with the descriptors ``pass_fds`` (socket activation)."""
     log_path = log_dir / f"server-{time.monotonic_ns()}.log"
+    bind_args = ("--bind", bind) if bind is not None else ()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "muxwsgi", "serve", app, "--bind", bind, *args],
+            [*launcher, sys.executable, "-m", "muxwsgi", "serve", app, *bind_args, *args],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped with killpg, never by name
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            pass_fds=pass_fds,
         )
     server = ServerProcess(proc, log_path)
 
@@ -201,7 +211,8 @@ def start(
             raise RuntimeError(f"server did not start:\n{server.log()}")
         return server
     if ready:
-        target = bind[5:] if bind.startswith("unix:") else server.address
+        first = server.addresses[0]
+        target = first[5:] if first.startswith("unix:") else server.address
         try:
             wait_ready(target, timeout)
         except TimeoutError:

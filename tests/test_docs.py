@@ -6,7 +6,7 @@
 - each nginx site proxies to a real server through a real nginx (the keep-alive one over one
   reused connection), and the unix socket permissions described let nginx's workers in, or
   keep them out, as the docs say;
-- the systemd unit passes `systemd-analyze verify`;
+- the systemd units pass `systemd-analyze verify` (a .socket unit with its service);
 - the migration table marks as "read from --ini" exactly the keys the ini reader honours;
 - the client's settings table lists exactly the client's settings, in order, with their defaults;
 - every relative link resolves.
@@ -82,9 +82,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start("muxwsgi.demo:app", "--threads", "16", "--stats", "127.0.0.1:0", log_dir=log_dir)
     second = start("muxwsgi.demo:app", log_dir=log_dir)
     server.addresses += second.addresses
-    found = re.search(r"stats on (\S+)", server.log())
-    assert found, server.log()
-    server.stats_address = found[1]  # type: ignore[attr-defined]
     try:
         yield server
     finally:
@@ -96,7 +93,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def test_python_block_runs(code: str, demo: ServerProcess, tmp_path: Path) -> None:
     first, second = demo.addresses[0], demo.addresses[-1]
     code = code.replace("127.0.0.1:3031", first).replace("127.0.0.1:3032", second)
-    code = code.replace("127.0.0.1:9191", demo.stats_address)  # type: ignore[attr-defined]
+    stats_host, stats_port = demo.stats_address
+    code = code.replace("127.0.0.1:9191", f"{stats_host}:{stats_port}")
     # Outside the repository, as the README says: its root would shadow an installed package.
     script = tmp_path / "snippet.py"
     script.write_text(code)
@@ -343,20 +341,30 @@ def test_migration_table_matches_the_ini_reader() -> None:
     assert honoured <= documented, f"honoured but not in the table: {honoured - documented}"
 
 
-@pytest.mark.parametrize("unit", params("systemd"))
-def test_systemd_unit_verifies(unit: str, tmp_path: Path) -> None:
+def systemd_units() -> list[pytest.ParameterSet]:
+    """The systemd units of each document, together: a .socket unit needs its service."""
+    units: dict[str, list[str]] = {}
+    for where, code in blocks("systemd"):
+        units.setdefault(where.partition(":")[0], []).append(code)
+    return [pytest.param(found, id=document) for document, found in units.items()]
+
+
+@pytest.mark.parametrize("units", systemd_units())
+def test_systemd_units_verify(units: list[str], tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    # The unit names paths of a deployment; point them at this checkout.
-    muxwsgi = Path(sys.executable).with_name("muxwsgi")
-    unit = re.sub(r"ExecStart=\S+/muxwsgi ", f"ExecStart={muxwsgi} ", unit)
-    unit = re.sub(r"WorkingDirectory=\S+", f"WorkingDirectory={tmp_path}", unit)
-    path = tmp_path / "myapp.service"
-    path.write_text(unit)
-    result = subprocess.run(
-        [analyze, "verify", str(path)], capture_output=True, text=True, timeout=60
-    )
+    paths = []
+    for unit in units:
+        # The unit names paths of a deployment; point them at this checkout.
+        muxwsgi = Path(sys.executable).with_name("muxwsgi")
+        unit = re.sub(r"ExecStart=\S+/muxwsgi ", f"ExecStart={muxwsgi} ", unit)
+        unit = re.sub(r"WorkingDirectory=\S+", f"WorkingDirectory={tmp_path}", unit)
+        path = tmp_path / ("myapp.socket" if "[Socket]" in unit else "myapp.service")
+        assert not path.exists(), f"two {path.name} units in one document"
+        path.write_text(unit)
+        paths.append(str(path))
+    result = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True, timeout=60)
     # verify exits 0 even for unknown keys or bad values; it only says so.
-    complaints = [line for line in result.stderr.splitlines() if str(path) in line]
+    complaints = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert result.returncode == 0 and not complaints, result.stderr

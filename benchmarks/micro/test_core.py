@@ -6,7 +6,7 @@
 
 One *exchange* is everything the core does for a request: the client encodes a request with
 15 nginx vars, the server decodes it, the server encodes a 200 head and a 13-byte body, the
-client decodes them. Issue 2 sets a target of 20 us per exchange on the 2-core reference machine.
+client decodes them. Its target is in benchmarks/README.md ("Micro-benchmarks").
 """
 
 from __future__ import annotations

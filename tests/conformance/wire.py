@@ -113,12 +113,8 @@ def error_name(code: int) -> str:
 
 
 def frame(ftype: int, flags: int = 0, stream_id: int = 0, payload: bytes = b"") -> bytes:
-    """One frame; a ``length`` that does not match the payload is the caller's business (raw)."""
+    """One frame: the 8-byte header, its length field the payload's, then the payload."""
     return HEADER.pack(ftype, len(payload), flags, stream_id) + payload
-
-
-def raw_header(ftype: int, length: int, flags: int, stream_id: int) -> bytes:
-    return HEADER.pack(ftype, length, flags, stream_id)
 
 
 def u32(payload: bytes) -> int:

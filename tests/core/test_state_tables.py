@@ -41,14 +41,6 @@ def test_connection_table_is_complete_and_never_reopens() -> None:
     )
 
 
-def drive_client_send_side(state: HalfState) -> tuple[ConnectionPair, int]:
-    """A client stream whose send half is in ``state`` (IDLE is impossible on a client stream
-    after send_request, so IDLE is modelled by the server's send half in the other test)."""
-    pair = ConnectionPair()
-    sid = pair.client.send_request(VARS, end_stream=state is HalfState.CLOSED)
-    return pair, sid
-
-
 @spec("R-1")
 @pytest.mark.parametrize(
     ("state", "inp"),

@@ -9,7 +9,10 @@ the target plus the surplus, nothing is started once a stop began, and the super
 to be woken in the past (the master would spin). At quiet points, once every worker that can
 settle has settled: either the master exited (and a signal or a failure explains why), or
 exactly ``target`` workers serve, all of the newest generation (or, after a reload that failed
-to start, of the generations that kept serving).
+to start, of the generations that kept serving). Readiness (``not_ready``, the stats endpoint's
+/readyz) is checked at every step too: never ready while stopping, always ready with ``target``
+workers serving, and never lost but by a stop or a failure (a HUP, TTIN, TTOU, recycling or
+time passing never take the server out of a load balancer).
 
 The real processes and signals are tested in test_master.py.
 """
@@ -67,6 +70,8 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.failures = 0  # crashes, failed starts, timeouts: what may end in a non-zero exit
         self.exit: Exit | None = None
         self.sup = Supervisor(1, graceful_timeout=0, limit=LIMIT)
+        self.was_ready = False
+        self.failures_seen = 0
 
     @initialize(workers=st.integers(1, 3), graceful=st.sampled_from([0.0, 5.0, 30.0]))
     def start(self, workers: int, graceful: float) -> None:
@@ -109,6 +114,8 @@ class SupervisorMachine(RuleBasedStateMachine):
                     assert process.signalled or process.liveness_killed or not process.ready, (
                         f"a serving worker killed: {process}"
                     )
+                    if not (process.ready or process.signalled or process.liveness_killed):
+                        self.failures += 1  # not ready within READY_TIMEOUT: a failed start
                     process.killed = True
                 case Exit():
                     assert self.sup.done
@@ -227,6 +234,23 @@ class SupervisorMachine(RuleBasedStateMachine):
                 assert (state.phase is Phase.STOPPING) == bool(process.signalled or process.killed)
 
     @invariant()
+    def readiness_follows_the_serving_workers(self) -> None:
+        reason = self.sup.not_ready()
+        serving = len(self.serving())
+        if self.sup.stopping:
+            assert reason == "stopping"
+        elif serving >= self.sup.target:
+            assert reason == "", f"not ready ({reason}) with {serving} serving"
+        else:
+            assert reason or serving, "ready with no worker serving"
+        if self.was_ready and reason:
+            assert self.sup.stopping or self.failures > self.failures_seen, (
+                f"readiness lost ({reason}) with no stop and no failure"
+            )
+        self.was_ready = not reason
+        self.failures_seen = self.failures
+
+    @invariant()
     def the_master_never_spins(self) -> None:
         wakeup = self.sup.wakeup()
         assert wakeup is None or wakeup > self.now, f"woken at {wakeup} at {self.now}"
@@ -280,6 +304,7 @@ class SupervisorMachine(RuleBasedStateMachine):
                     assert self.sup.crashes >= CRASH_LOOP_LIMIT
             return
         assert not self.sup.stopping
+        assert self.sup.not_ready() == ""
         assert self.sup.wakeup() is None, "quiet, yet a deadline is pending"
         assert len(self.processes) == self.sup.target, (
             f"{len(self.processes)} workers for a target of {self.sup.target}"
@@ -437,3 +462,41 @@ def test_a_replacement_that_keeps_failing_beside_steady_workers_is_retried() -> 
         now = wakeup
         (spawn,) = sup.tick(now)
     assert sup.crashes > CRASH_LOOP_LIMIT
+
+
+def test_readiness_from_start_to_stop() -> None:
+    """Ready once the target serves; TTIN keeps it ready while its worker boots; a serving
+    worker's death makes it unready until its replacement serves; TERM at once."""
+    sup = Supervisor(2, graceful_timeout=10, limit=LIMIT)
+    first, second = (a.worker for a in sup.tick(0.0) if isinstance(a, Spawn))
+    assert sup.not_ready() == "0 of 2 worker(s) ready"
+    sup.ready(first, 0.1)
+    assert sup.not_ready() == "1 of 2 worker(s) ready"
+    sup.ready(second, 0.2)
+    assert sup.not_ready() == ""
+    (third,) = sup.scale(+1, 1.0)
+    assert isinstance(third, Spawn)
+    assert sup.not_ready() == ""  # two serve, as before the TTIN
+    sup.ready(third.worker, 1.1)
+    assert sup.not_ready() == ""
+    (respawn,) = sup.exited(first, -9, 100.0)  # a serving worker killed: respawned at once
+    assert isinstance(respawn, Spawn)
+    assert sup.not_ready() == "2 of 3 worker(s) ready"  # the target is 3 now that it was reached
+    sup.ready(respawn.worker, 100.5)
+    assert sup.not_ready() == ""
+    assert sup.scale(-1, 101.0) != []  # one drained: still ready
+    assert sup.not_ready() == ""
+    sup.stop(102.0, fast=False)
+    assert sup.not_ready() == "stopping"
+
+
+def test_workers_never_ready_are_failures_the_model_counts() -> None:
+    """A case hypothesis found: workers killed for not being ready in time, again and again,
+    end in the crash-loop exit, which the model must explain by those failures."""
+    machine = SupervisorMachine()
+    machine.start(workers=2, graceful=0.0)
+    machine.time_passes(READY_TIMEOUT + 1)
+    machine.time_passes(1.0)
+    machine.ttin_ttou(1)
+    machine.time_passes(READY_TIMEOUT + 1)
+    machine.quiet()
