@@ -66,8 +66,23 @@ def source_of(module: str) -> Path:
     return ROOT / PACKAGE_DIRS[package] / f"{name}.py"
 
 
-def source_hashes() -> dict[str, str]:
-    return {m: hashlib.sha256(source_of(m).read_bytes()).hexdigest() for m in COMPILED}
+def compiled_sources(directory: Path) -> dict[str, dict[str, str]]:
+    """Per compiled module: the hash of its source, and where that source is installed,
+    relative to the installed ``muxwsgi`` package (so that the check at import needs no
+    import: an editable install maps the client and the server to folders of their own)."""
+    package = directory / "muxwsgi"
+    entries = {}
+    for module in COMPILED:
+        source = source_of(module)
+        if directory == ROOT:
+            installed = source
+        else:  # in the wheel, muxwsgi.server.wsgi is muxwsgi/server/wsgi.py
+            installed = directory.joinpath(*module.split(".")).with_suffix(".py")
+        entries[module] = {
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "path": os.path.relpath(installed, package),
+        }
+    return entries
 
 
 def stage_sources(stage: Path) -> list[str]:
@@ -136,7 +151,7 @@ def write_manifest(directory: Path, reason: str | None) -> None:
         import mypy.version
 
         manifest["compiler"] = f"mypyc {mypy.version.__version__}"
-        manifest["modules"] = source_hashes()
+        manifest["modules"] = compiled_sources(directory)
     target = directory / "muxwsgi" / MANIFEST
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -153,10 +168,13 @@ def remove_stale_extensions(keep: Sequence[str]) -> None:
     """Delete extension modules an earlier in-place build left in the source tree for modules
     that this build does not compile: Python would import them before the source."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    for package, directory in PACKAGE_DIRS.items():
-        for path in (ROOT / directory).iterdir():
-            module = f"{package}.{path.name.partition('.')[0]}"
-            if path.name.endswith(suffixes) and module not in keep:
+    for package in ("muxwsgi", "muxwsgi.client", "muxwsgi.server"):
+        top = ROOT / PACKAGE_DIRS[package]
+        for path in top.rglob("*"):
+            if not path.name.endswith(suffixes):
+                continue
+            parts = path.relative_to(top).with_name(path.name.partition(".")[0]).parts
+            if ".".join((package, *parts)) not in keep:
                 path.unlink()
 
 

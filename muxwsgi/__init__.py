@@ -53,6 +53,8 @@ __version__ = "0.1.0"
 #: Whether this package runs its mypyc-compiled modules (False: the pure-Python reference build,
 #: see ``muxwsgi --version`` for why).
 compiled: bool = _BUILD.compiled
+#: Which build runs, in a line: "compiled (mypyc 1.15.0, 19 modules)" or "pure Python (why)".
+build_description: str = _BUILD.describe()
 
 __all__ = (
     "DEFAULT_WINDOW",
@@ -100,6 +102,7 @@ __all__ = (
     "VarsBlock",
     "WindowUpdated",
     "__version__",
+    "build_description",
     "compiled",
     "describe_peer_bytes",
     "detect_protocol",

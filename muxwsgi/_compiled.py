@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
@@ -79,24 +78,16 @@ def read_manifest(directory: Path = _PACKAGE_DIR) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _source_path(module: str) -> Path | None:
-    """Where a compiled module's source is installed (the client's and the server's packages
-    may live elsewhere: an editable install maps them to their own folders)."""
-    package, _, name = module.rpartition(".")
-    if package == "muxwsgi":
-        return _PACKAGE_DIR / f"{name}.py"
-    spec = importlib.util.find_spec(package)
-    locations = spec.submodule_search_locations if spec is not None else None
-    return Path(next(iter(locations))) / f"{name}.py" if locations else None
-
-
-def stale_module(modules: Mapping[str, object]) -> str | None:
-    """The first compiled module whose source no longer matches the build, or None."""
-    for module, digest in modules.items():
-        path = _source_path(module)
-        if path is None or not path.exists():
+def stale_module(modules: Mapping[str, object], package_dir: Path = _PACKAGE_DIR) -> str | None:
+    """The first compiled module whose source no longer matches the build, or None. Each
+    entry of ``modules`` holds the source's hash and its path relative to ``package_dir``."""
+    for module, entry in modules.items():
+        if not isinstance(entry, dict):
+            return module  # a record from another version of the build: not to be trusted
+        path = package_dir / str(entry.get("path", ""))
+        if not path.is_file():
             continue  # a wheel without its sources: nothing to compare
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
             return module
     return None
 

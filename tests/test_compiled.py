@@ -64,7 +64,7 @@ def test_version_says_which_build() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "muxwsgi", "--version"], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == f"muxwsgi {muxwsgi.__version__}, {_compiled.INFO.describe()}"
+    assert out.strip() == f"muxwsgi {muxwsgi.__version__}, {muxwsgi.build_description}"
     pure = run_python(
         "import sys; from muxwsgi.__main__ import main; main(['--version'])",
         MUXWSGI_PURE_PYTHON="1",
@@ -72,13 +72,17 @@ def test_version_says_which_build() -> None:
     assert "pure Python" in pure
 
 
+def entry(digest: str) -> dict[str, str]:
+    return {"sha256": digest, "path": "_frames.py"}
+
+
 def test_a_changed_source_runs_pure_with_a_warning() -> None:
     source = ROOT / "muxwsgi" / "_frames.py"
     good = hashlib.sha256(source.read_bytes()).hexdigest()
-    manifest = {"compiler": "mypyc x", "modules": {"muxwsgi._frames": good}}
+    manifest = {"compiler": "mypyc x", "modules": {"muxwsgi._frames": entry(good)}}
     assert _compiled.select_build(manifest, {}).compiled
     assert not _compiled.select_build(manifest, {"MUXWSGI_PURE_PYTHON": "1"}).compiled
-    stale = {"compiler": "mypyc x", "modules": {"muxwsgi._frames": "0" * 64}}
+    stale = {"compiler": "mypyc x", "modules": {"muxwsgi._frames": entry("0" * 64)}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = _compiled.select_build(stale, {})
@@ -117,3 +121,15 @@ def test_a_wheel_carries_the_build(tmp_path: Path) -> None:
     else:
         assert extensions == [] and manifest["modules"] == {}
         assert top == {"muxwsgi"}
+
+
+@pytest.mark.slow
+def test_the_server_logs_which_build_runs(tmp_path: Path) -> None:
+    from .servers import start, until
+
+    srv = start("muxwsgi.demo:app", "--workers", "1", log_dir=tmp_path)
+    try:
+        line = f"muxwsgi {muxwsgi.__version__}, {muxwsgi.build_description}"
+        until(lambda: line in srv.log(), what="the build named in the log")
+    finally:
+        srv.stop()
