@@ -138,8 +138,11 @@ class InputStream:
     backpressure a slow application puts on a fast uploader.
     """
 
-    def __init__(self, on_consumed: Callable[[int], None], timeout: float) -> None:
-        self._chunks: deque[bytes] = deque()
+    def __init__(
+        self, on_consumed: Callable[[int], None], timeout: float, chunks: Iterable[bytes] = ()
+    ) -> None:
+        #: Bytes fed and not yet read (``chunks``: those that arrived before the stream).
+        self._chunks: deque[bytes] = deque(chunks)
         self._cond = threading.Condition(threading.Lock())
         self._eof = False
         self._error: str | None = None
