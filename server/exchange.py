@@ -374,6 +374,10 @@ class Exchange:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            # start_response's write() refers back to the exchange: without this cycle the
+            # request (a buffered body with it) is freed with its last reference, not at the
+            # next garbage collection, which large bodies alone never trigger.
+            self._start = None
             if result is not None:
                 try:
                     close_iterable(result)
