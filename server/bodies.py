@@ -26,9 +26,13 @@ from collections.abc import Callable
 from .config import Config
 from .exchange import InputStream
 
-__all__ = ("RequestBody", "UploadSlots", "upload_slots")
+__all__ = ("READ_AHEAD", "RequestBody", "UploadSlots", "upload_slots")
 
 _monotonic = time.monotonic
+#: Body bytes an HTTP/1.1 or classic uwsgi connection reads ahead of an application that reads
+#: its body as it arrives, before it stops reading (one buffering a body reads up to
+#: body_buffer_size, if that is more).
+READ_AHEAD = 256 * 1024
 
 
 class RequestBody:

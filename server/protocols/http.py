@@ -19,7 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from ..bodies import RequestBody
+from ..bodies import READ_AHEAD, RequestBody
 from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange
 from ..wsgi import ReadableInput, ResponseHead
@@ -33,9 +33,6 @@ _monotonic = time.monotonic
 # Framing is ours to decide; the application's say on these would corrupt it.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
 _NO_BODY_STATUS = frozenset({204, 304})
-#: Unread request body bytes buffered before the connection stops reading (at least: a body
-#: up to body_buffer_size is buffered whole).
-_BODY_HIGH_WATER = 256 * 1024
 _MAX_PIPELINE = 16
 
 
@@ -139,7 +136,7 @@ class HttpProtocol(BaseProtocol):
         #: Body bytes received and not yet read by the application (or done with).
         self._unread = 0
         self._bound = self.config.body_buffer_size
-        self._high_water = max(self._bound, _BODY_HIGH_WATER)
+        self._high_water = max(self._bound, READ_AHEAD)
         #: The application call in progress reads its body as it arrives: it holds an
         #: upload slot.
         self._uploading = False

@@ -20,7 +20,7 @@ from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
 
-from ..bodies import RequestBody
+from ..bodies import READ_AHEAD, RequestBody
 from ..config import Config
 from ..dispatch import AppRunner
 from ..exchange import EMPTY_INPUT, Exchange, call_now
@@ -31,9 +31,6 @@ __all__ = ("UwsgiProtocol", "render_head", "serve_in_thread")
 
 log = logging.getLogger("muxwsgi.error")
 _monotonic = time.monotonic
-#: Unread request body bytes buffered before the connection stops reading (at least: a body
-#: up to body_buffer_size is buffered whole).
-_BODY_HIGH_WATER = 256 * 1024
 
 
 def render_head(protocol: str, head: ResponseHead) -> bytes:
@@ -67,7 +64,7 @@ class UwsgiProtocol(BaseProtocol):
         self._body_left = 0
         #: Body bytes received and not yet read by the application (streamed bodies).
         self._unread = 0
-        self._high_water = max(self.config.body_buffer_size, _BODY_HIGH_WATER)
+        self._high_water = max(self.config.body_buffer_size, READ_AHEAD)
         #: The application reads its body as it arrives: it holds an upload slot.
         self._uploading = False
         self._pending: list[bytes] = []  # response bytes held while writing is paused
@@ -203,6 +200,8 @@ class UwsgiProtocol(BaseProtocol):
         self._body_left -= len(data)
         if data:
             body.feed(data)
+            if self._uploading:
+                self._unread += len(data)
         transport = self.transport
         if not self._body_left:
             body.end()
@@ -218,10 +217,8 @@ class UwsgiProtocol(BaseProtocol):
                 if transport is not None:
                     transport.pause_reading()  # the rest waits for the slot in the socket
                 body.ticket = self.ctx.uploads.acquire(self, self._start_streaming)
-        else:
-            self._unread += len(data)
-            if self._unread >= self._high_water and transport is not None:
-                transport.pause_reading()
+        elif self._unread >= self._high_water and transport is not None:
+            transport.pause_reading()
 
     def on_peer_eof(self) -> None:
         body = self._request_body
