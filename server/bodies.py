@@ -139,14 +139,6 @@ class UploadSlots:
         self._waiting: deque[UploadSlots.Ticket] = deque()
         self._granting = False
 
-    @property
-    def waiting(self) -> int:
-        """Requests queued for a slot."""
-        return sum(1 for ticket in self._waiting if ticket.start is not None)
-
-    def held_by(self, owner: object) -> int:
-        return self._held.get(owner, 0)
-
     def acquire(self, owner: object, start: Callable[[], None]) -> Ticket | None:
         """Call ``start()`` now if a slot is free for ``owner`` (and return None), else queue
         the request and return its ticket (for :meth:`withdraw`). Whoever got a slot, started
