@@ -7,6 +7,7 @@
     python -m benchmarks list                      # targets and scenarios
     python -m benchmarks micro [--save]            # codec micro-benchmarks vs the baseline
     python -m benchmarks hostile [--long]          # what floods take from a healthy client
+    python -m benchmarks hostile --starvation      # a healthy request beside stalled uploads
     python -m benchmarks report out.json --plot out.png   # an earlier run again
 
 Nothing is installed: a target whose program is missing is skipped, with the install command.
@@ -110,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     hostile.add_argument(
         "--long", action="store_true", help="60 s of rapid reset, 30 s of each other flood"
     )
+    hostile.add_argument(
+        "--starvation",
+        action="store_true",
+        help="only the starvation table (a healthy request beside stalled uploads)",
+    )
     hostile.add_argument("--json", type=Path, help="write the figures here")
     return ap
 
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "micro":
         return _micro(args.save, args.fail_over)
     if args.command == "hostile":
-        return run_hostile(args.floods or [], args.long, args.json)
+        return run_hostile(args.floods or [], args.long, args.json, args.starvation)
     if args.command == "report":
         doc = json.loads(args.json.read_text())
         doc["ratios"] = ratios(doc["results"])

@@ -20,12 +20,21 @@ The machine may be shared, so a timing against a constant means little; instead:
 
 The tests (tests/hostile/test_floods.py) check what load cannot move: the flooder gets GOAWAY
 ENHANCE_YOUR_CALM, every healthy request succeeds, RSS stays bounded.
+
+The starvation table (``--starvation`` alone, or after the floods): one ``muxwsgi serve``
+worker with 8 threads; 8 or 64 requests that promise a 1000-byte body, send 10 bytes and stall
+(on one mux connection, or each on its own HTTP/1.1 or classic uwsgi connection); meanwhile a
+healthy GET /hello, each on a fresh HTTP/1.1 connection, one after another: its delay (connect
+to last byte), p50 and max, against ``STARVATION_TARGET``. Before the server read bodies itself
+every healthy request waited for ``body_timeout`` (30 s); tests/hostile/test_starvation.py checks
+that it is answered at all while every stalled peer is still stalled.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -38,19 +47,26 @@ from typing import Any
 
 from .procs import ROOT, ServerProcess, free_port, start_server
 from .rawmux import RawMux, Reply
+from .stall import stall
 
 __all__ = (
     "FLOODS",
+    "STARVATION",
+    "STARVATION_TARGET",
     "TARGET",
     "Figures",
     "Flood",
     "Meter",
+    "Starved",
     "alternate",
     "cpu_seconds",
+    "hwm_kib",
     "markdown",
     "next_answers",
     "rss_kib",
     "run",
+    "run_starvation",
+    "starvation_markdown",
 )
 
 #: The share of its throughput the healthy client should keep under each flood.
@@ -99,11 +115,21 @@ FLOODS = {
 # ---------------------------------------------------------------------------- measuring
 
 
-def rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1])
     raise LookupError(pid)
+
+
+def rss_kib(pid: int) -> int:
+    """The resident size of process ``pid`` now, KiB."""
+    return _status_kib(pid, "VmRSS:")
+
+
+def hwm_kib(pid: int) -> int:
+    """The peak resident size of process ``pid`` so far, KiB."""
+    return _status_kib(pid, "VmHWM:")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -313,28 +339,185 @@ def markdown(results: Sequence[Figures]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(names: Sequence[str], long: bool, json_path: Path | None) -> int:
-    """Run the floods named (all if none), print the table; 1 if a row missed its target or
-    had a problem (a failed healthy request, a flooder not stopped), else 0."""
+# ---------------------------------------------------------------------------- starvation
+
+#: The most a healthy request may be delayed while stalled uploads hold the worker, seconds.
+STARVATION_TARGET = 0.1
+#: Healthy requests measured per scenario, one after another.
+STARVATION_SAMPLES = 30
+
+
+@dataclass(frozen=True)
+class Starvation:
+    """One row: ``peers`` requests that promise a 1000-byte body, send 10 bytes and stall,
+    over ``protocol`` (mux: all on one connection)."""
+
+    protocol: str
+    peers: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.protocol}-{self.peers}"
+
+    @property
+    def what(self) -> str:
+        where = "streams on one mux connection" if self.protocol == "mux" else "connections"
+        name = {"http": "HTTP/1.1", "uwsgi": "classic uwsgi"}.get(self.protocol, "")
+        return f"{self.peers} stalled {name} {where}".replace("  ", " ")
+
+
+STARVATION = [Starvation(p, n) for p in ("mux", "http", "uwsgi") for n in (8, 64)]
+
+
+@dataclass
+class Starved:
+    scenario: str
+    delays: list[float]  # seconds, each healthy request
+    failures: list[str]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.delays) if self.delays else float("inf")
+
+    @property
+    def max(self) -> float:
+        return max(self.delays, default=float("inf"))
+
+    @property
+    def met(self) -> bool:
+        return not self.failures and self.max < STARVATION_TARGET
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "p50": self.p50, "max": self.max, "met": self.met}
+
+
+def healthy_delay(address: tuple[str, int], timeout: float = 60.0) -> float:
+    """GET /hello on a fresh HTTP/1.1 connection: seconds from connect to the last byte.
+    Raises for anything but a 200 "Hello, World!"."""
+    started = time.perf_counter()
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    elapsed = time.perf_counter() - started
+    if not (reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"Hello, World!")):
+        raise ValueError(f"healthy request answered {reply[:80]!r}")
+    return elapsed
+
+
+def _worker_connections(stats: Path) -> int:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(stats))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: stats\r\n\r\n")
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    (worker,) = json.loads(reply.partition(b"\r\n\r\n")[2])["workers"]
+    return int(worker["connections"])
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def starve(address: tuple[str, int], stats: Path, scenario: Starvation) -> Starved:
+    """Measure one scenario against the server at ``address`` (its stats socket ``stats``)."""
+    result = Starved(scenario.id, [], [])
+    _until(lambda: _worker_connections(stats) == 0, "the previous scenario's peers closed")
+    try:
+        with stall(address, scenario.protocol, scenario.peers, 1000, 10, "/echo") as stalled:
+            if scenario.protocol != "mux":  # mux: stall() waited for the server's PING ACK
+                _until(
+                    lambda: _worker_connections(stats) >= scenario.peers, "stalled peers accepted"
+                )
+            for _ in range(STARVATION_SAMPLES):
+                result.delays.append(healthy_delay(address))
+            if not stalled.untouched():
+                result.failures.append("a stalled peer was answered, reset or closed")
+    except Exception as exc:  # reported in the table
+        result.failures.append(f"{type(exc).__name__}: {exc}")
+    return result
+
+
+def run_starvation(
+    scenarios: Sequence[Starvation], log_dir: Path, progress: Callable[[str], None]
+) -> list[Starved]:
+    """Start one server (1 worker, 8 threads, body timeout 300 s, on 127.0.0.1) and measure
+    each scenario in turn."""
+    port = free_port()
+    stats = log_dir / "stats.sock"
+    argv = [sys.executable, "-m", "muxwsgi", "serve", "benchmarks.app:app",
+            "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
+            "--body-timeout", "300", "--stats", f"unix:{stats}"]  # fmt: skip
+    probe = b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    server = start_server("muxwsgi-starvation", argv, log_dir=log_dir, probe=probe, port=port)
+    try:
+        results = []
+        for scenario in scenarios:
+            result = starve(("127.0.0.1", port), stats, scenario)
+            progress(
+                f"{scenario.what}: healthy p50 {result.p50 * 1000:.1f} ms,"
+                f" max {result.max * 1000:.1f} ms {' '.join(result.failures)}"
+            )
+            results.append(result)
+        return results
+    finally:
+        server.stop()
+
+
+def starvation_markdown(results: Sequence[Starved]) -> str:
+    """One row per scenario: the healthy request's delay (p50 and max) and the target."""
+    names = {s.id: s.what for s in STARVATION}
+    head = ["stalled uploads (--threads 8)", "healthy requests", "delay p50", "delay max",
+            f"target < {STARVATION_TARGET * 1000:.0f} ms"]  # fmt: skip
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        row = [
+            names.get(r.scenario, r.scenario),
+            str(len(r.delays)),
+            f"{r.p50 * 1000:.1f} ms",
+            f"{r.max * 1000:.1f} ms",
+            "met" if r.met else "**missed**" + "".join(f" ({f})" for f in r.failures),
+        ]
+        out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def main(names: Sequence[str], long: bool, json_path: Path | None, starvation: bool = False) -> int:
+    """Run the floods named (all if none) and print their table, then (unless floods were
+    named) the starvation table; with ``starvation``, that table alone. 1 if a row missed its
+    target or had a problem (a failed healthy request, a flooder not stopped), else 0."""
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    floods = [FLOODS[n] for n in names or FLOODS]
+    floods = [] if starvation else [FLOODS[n] for n in names or FLOODS]
     if long:
         floods = [f.longer() for f in floods]
-    if len(_CPUS) < 2:
+    if floods and len(_CPUS) < 2:
         progress("warning: one CPU: the flooder shares it with the worker")
     load = os.getloadavg()[0]
     if load > 0.5 * len(_CPUS):
         progress(f"warning: the machine is busy (load average {load:.1f}): figures will be noisy")
     with tempfile.TemporaryDirectory(prefix="muxwsgi-hostile-") as tmp:
-        results = run(floods, Path(tmp), progress)
-    print(markdown(results))
+        results = run(floods, Path(tmp), progress) if floods else []
+        starved = run_starvation(STARVATION, Path(tmp), progress) if not names else []
+    if results:
+        print(markdown(results))
+    if starved:
+        print(starvation_markdown(starved))
     if json_path is not None:
-        json_path.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+        rows = [r.as_dict() for r in results] + [r.as_dict() for r in starved]
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
         progress(f"wrote {json_path}")
     problems = [f"{r.flood}: {p}" for r in results for p in r.problems()]
+    problems += [f"{r.scenario}: {f}" for r in starved for f in r.failures]
     for line in problems:
         progress(line)
-    return 1 if problems or any(r.kept_median < TARGET for r in results) else 0
+    missed = any(r.kept_median < TARGET for r in results) or not all(r.met for r in starved)
+    return 1 if problems or missed else 0

@@ -525,6 +525,36 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=4096,
     ),
     Setting(
+        "body_buffer_size",
+        LIMITS,
+        1048576,
+        "Request bodies up to this size are read in full by the event loop before the "
+        "application is called, so that wsgi.input never waits for the client (and a client "
+        "that stalls holds no thread); larger bodies start the application once this much has "
+        "arrived and stream the rest (see upload_threads). On mux it is also capped by "
+        "initial_window_size (0: stream every body).",
+        kind="size",
+        minimum=0,
+    ),
+    Setting(
+        "upload_threads",
+        LIMITS,
+        0,
+        "Application threads of a worker that requests still receiving their body (those over "
+        "body_buffer_size) may hold at once; the others wait for one without a thread "
+        "(0: half of --threads, at least 1).",
+        kind="int",
+        minimum=0,
+    ),
+    Setting(
+        "upload_threads_per_connection",
+        LIMITS,
+        2,
+        "Of those, how many one connection may hold at once (mux: its streams together).",
+        kind="int",
+        minimum=1,
+    ),
+    Setting(
         "max_request_line",
         LIMITS,
         8190,
@@ -547,7 +577,8 @@ SETTINGS: tuple[Setting, ...] = (
         "body_timeout",
         TIMEOUTS,
         30.0,
-        "Seconds a request body may stay idle while the application reads it.",
+        "Seconds a request body may stay idle: while the server buffers it (then the stream is "
+        "reset, or 408 and close), and while the application reads it (wsgi.input raises).",
         kind="float",
         minimum=0.1,
     ),
@@ -852,6 +883,9 @@ class Config:
     limit_post: int = _default("limit_post")
     max_connections: int = _default("max_connections")
     send_buffer_size: int = _default("send_buffer_size")
+    body_buffer_size: int = _default("body_buffer_size")
+    upload_threads: int = _default("upload_threads")
+    upload_threads_per_connection: int = _default("upload_threads_per_connection")
     max_request_line: int = _default("max_request_line")
     # Timeouts
     header_timeout: float = _default("header_timeout")

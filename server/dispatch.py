@@ -226,3 +226,5 @@ class AppRunner:
                 busy[index] += clock() - started
                 starts[index] = 0.0
                 current[index] = None
+                # Not kept (a body with it) while this thread waits for its next request.
+                exchange = None

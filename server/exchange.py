@@ -134,8 +134,11 @@ class InputStream:
     backpressure a slow application puts on a fast uploader.
     """
 
-    def __init__(self, on_consumed: Callable[[int], None], timeout: float) -> None:
-        self._chunks: deque[bytes] = deque()
+    def __init__(
+        self, on_consumed: Callable[[int], None], timeout: float, chunks: Iterable[bytes] = ()
+    ) -> None:
+        #: Bytes fed and not yet read (``chunks``: those that arrived before the stream).
+        self._chunks: deque[bytes] = deque(chunks)
         self._cond = threading.Condition(threading.Lock())
         self._eof = False
         self._error: str | None = None
@@ -367,6 +370,10 @@ class Exchange:
             if not isinstance(exc, Exception):
                 raise
         finally:
+            # start_response's write() refers back to the exchange: without this cycle the
+            # request (a buffered body with it) is freed with its last reference, not at the
+            # next garbage collection, which large bodies alone never trigger.
+            self._start = None
             if result is not None:
                 try:
                     close_iterable(result)

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import cast
 
+from ..bodies import upload_slots
 from ..config import Config
 from ..dispatch import AppRunner
 from .flood import FloodGovernor
@@ -38,6 +39,8 @@ class ServerContext:
         #: Set when the worker stops accepting work (graceful stop or reload).
         self.draining = False
         self.flood = FloodGovernor(loop, config.flood_turn_interval)
+        #: The application threads that requests still receiving their body may hold.
+        self.uploads = upload_slots(config)
 
 
 class BaseProtocol(asyncio.Protocol):

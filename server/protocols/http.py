@@ -4,6 +4,8 @@ Parsing is httptools (llhttp, as in uvicorn): a hand-written HTTP parser is wher
 smuggling lives. Keep-alive and pipelining are supported; requests are answered strictly in
 order, one application call at a time per connection. A response whose request body was not
 read to the end closes the connection, so unread bytes are never taken for a next request.
+A request body is read before the application is called, or streamed on an upload slot when it
+outgrows ``body_buffer_size`` (bodies.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from ..bodies import READ_AHEAD, RequestBody
 from ..config import Config
-from ..exchange import EMPTY_INPUT, Exchange, InputStream
+from ..exchange import EMPTY_INPUT, Exchange
 from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
 from .uwsgi import error_response
@@ -30,21 +33,22 @@ _monotonic = time.monotonic
 # Framing is ours to decide; the application's say on these would corrupt it.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
 _NO_BODY_STATUS = frozenset({204, 304})
-#: Unread request body bytes buffered before the connection stops reading.
-_BODY_HIGH_WATER = 256 * 1024
 _MAX_PIPELINE = 16
 
 
 class _Request:
     """A parsed request head waiting for (or running in) an application thread."""
 
-    __slots__ = ("complete", "environ", "exchange", "input", "keep_alive", "method")
+    __slots__ = ("body", "complete", "continue_due", "environ", "exchange", "keep_alive", "method")
 
     def __init__(self, environ: dict[str, Any], keep_alive: bool) -> None:
         self.environ = environ
         self.keep_alive = keep_alive
         self.method = environ["REQUEST_METHOD"]
-        self.input: InputStream | None = None
+        self.body: RequestBody | None = None
+        #: The client waits for "100 Continue" before it sends the body.
+        self.continue_due = False
+        #: Created when the application is called (a body is read first).
         self.exchange: Exchange | None = None
         self.complete = False  # the whole request, body included, has been received
 
@@ -108,8 +112,8 @@ class _RequestReader:
 
     def on_body(self, body: bytes) -> None:
         request = self.parsing
-        if request is not None and request.input is not None:
-            self._protocol.body_received(request.input, body)
+        if request is not None and request.body is not None:
+            self._protocol.body_received(request, body)
 
     def on_message_complete(self) -> None:
         request = self.parsing
@@ -117,8 +121,8 @@ class _RequestReader:
         if request is None:
             return
         request.complete = True
-        if request.input is not None:
-            request.input.feed_eof()
+        if request.body is not None:
+            self._protocol.body_complete(request)
 
 
 class HttpProtocol(BaseProtocol):
@@ -129,7 +133,13 @@ class HttpProtocol(BaseProtocol):
         self._reader = _RequestReader(self, self.config)
         self._parser = httptools.HttpRequestParser(self._reader)
         self._queue: deque[_Request] = deque()  # parsed; the first one is being served
+        #: Body bytes received and not yet read by the application (or done with).
         self._unread = 0
+        self._bound = self.config.body_buffer_size
+        self._high_water = max(self._bound, READ_AHEAD)
+        #: The application call in progress reads its body as it arrives: it holds an
+        #: upload slot.
+        self._uploading = False
         self._chunked = False
         self._keep_alive = True
         self._head_only = False
@@ -182,9 +192,10 @@ class HttpProtocol(BaseProtocol):
         if limit and length and int(length) > limit:
             raise _Reject("413 Content Too Large", "request body too large")
         if (length and int(length)) or chunked:
-            request.input = InputStream(self._consumed, self.config.body_timeout)
-            if environ.get("HTTP_EXPECT", "").lower() == "100-continue" and self.transport:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.body = RequestBody(int(length) if length else None, self._bound)
+            # Sent when the server starts reading this body: at once, unless the request
+            # waits behind others (a 100 must not land inside their responses).
+            request.continue_due = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
         self._queue.append(request)
         if len(self._queue) > _MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
@@ -192,15 +203,27 @@ class HttpProtocol(BaseProtocol):
             self._serve(request)
         return request
 
-    def body_received(self, wsgi_input: InputStream, body: bytes) -> None:
-        """Request body bytes arrived (called by the reader): hand them to the application,
-        and stop reading while too many wait unread."""
-        self._unread += len(body)
-        if self.config.limit_post and self._unread > self.config.limit_post:
+    def body_received(self, request: _Request, data: bytes) -> None:
+        """Request body bytes arrived (called by the reader): buffer them or hand them to the
+        application, and stop reading while too many wait unread."""
+        body = request.body
+        assert body is not None
+        if self.config.limit_post and body.size + len(data) > self.config.limit_post:
             raise _Reject("413 Content Too Large", "request body too large")
-        wsgi_input.feed(body)
-        if self._unread > _BODY_HIGH_WATER and self.transport is not None:
+        self._unread += len(data)
+        body.feed(data)
+        if body.outgrown and request.exchange is None and request is self._queue[0]:
+            self._advance(request)
+        if self._unread >= self._high_water and self.transport is not None:
             self.transport.pause_reading()
+
+    def body_complete(self, request: _Request) -> None:
+        """The request's whole body has arrived (called by the reader)."""
+        body = request.body
+        assert body is not None
+        body.end()
+        if request.exchange is None and self._queue and request is self._queue[0]:
+            self._advance(request)
 
     def _environ(
         self, raw_url: bytes, headers: list[tuple[bytes, bytes]], method: str, version: str
@@ -242,12 +265,58 @@ class HttpProtocol(BaseProtocol):
         return environ
 
     def _serve(self, request: _Request) -> None:
-        wsgi_input: ReadableInput = request.input if request.input is not None else EMPTY_INPUT
+        """The request is first in line: call the application, or read its body first."""
         if self.ctx.draining:
             request.keep_alive = False
-        request.exchange = Exchange(self.runner, self, 0, request.environ, wsgi_input, None, "http")
         self._keep_alive = request.keep_alive
         self._head_only = request.method == "HEAD"
+        if request.body is None:
+            request.exchange = Exchange(
+                self.runner, self, 0, request.environ, EMPTY_INPUT, None, "http"
+            )
+            self.runner.submit(request.exchange)
+            return
+        if request.continue_due:
+            request.continue_due = False
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._advance(request)
+
+    def _advance(self, request: _Request) -> None:
+        """The first request's body is read before its application call: call it with the
+        whole body once complete, or ask for an upload slot once the body outgrew the bound;
+        meanwhile keep reading."""
+        body = request.body
+        assert body is not None
+        if body.complete:
+            if body.ticket is not None:
+                self.ctx.uploads.withdraw(body.ticket)  # it ended before it got a slot
+                body.ticket = None
+            self._call(request, body.buffered_input())
+        elif body.outgrown:
+            body.ticket = self.ctx.uploads.acquire(self, self._start_streaming)
+        elif (
+            self.transport is not None
+            and not self.closed
+            and not self.writing_paused
+            and self._unread < self._high_water
+            and len(self._queue) <= _MAX_PIPELINE
+        ):
+            self.transport.resume_reading()
+
+    def _start_streaming(self) -> None:
+        """The first request got an upload slot: its application reads the body as it
+        arrives (the bytes so far first)."""
+        request = self._queue[0] if self._queue else None
+        body = request.body if request is not None else None
+        if request is None or body is None or request.exchange is not None or self.closed:
+            self.ctx.uploads.release(self)  # gone meanwhile
+            return
+        body.ticket = None
+        self._uploading = True
+        self._call(request, body.stream_input(self._consumed, self.config.body_timeout))
+
+    def _call(self, request: _Request, wsgi_input: ReadableInput) -> None:
+        request.exchange = Exchange(self.runner, self, 0, request.environ, wsgi_input, None, "http")
         self.runner.submit(request.exchange)
 
     def _consumed(self, size: int) -> None:
@@ -256,7 +325,7 @@ class HttpProtocol(BaseProtocol):
     def _on_consumed(self, size: int) -> None:
         self._unread -= size
         if (
-            self._unread < _BODY_HIGH_WATER // 2
+            self._unread < self._high_water // 2
             and self.transport is not None
             and not self.closed
             and len(self._queue) <= _MAX_PIPELINE
@@ -317,6 +386,13 @@ class HttpProtocol(BaseProtocol):
     def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         request = self._queue.popleft() if self._queue else None
+        if request is not None and request.body is not None:
+            if self._uploading:
+                self._uploading = False
+                self.ctx.uploads.release(self)
+            # Whatever the application left unread is dropped (or the connection closes):
+            # what remains unread are the bodies of the requests behind it.
+            self._unread = sum(r.body.size for r in self._queue if r.body is not None)
         if (
             not self._keep_alive
             or request is None
@@ -334,15 +410,27 @@ class HttpProtocol(BaseProtocol):
 
     def on_peer_eof(self) -> None:
         request = self._reader.parsing
-        if request is not None and request.input is not None and not request.complete:
+        if request is not None and request.body is not None and not request.complete:
             # The body will never be complete: the application's read must fail now rather
-            # than wait for body_timeout.
-            request.input.fail("the client closed the connection before the end of the body")
+            # than wait for body_timeout, and a request still waiting for its body is dropped
+            # (it never reaches the application).
+            request.body.fail("the client closed the connection before the end of the body")
+            if request.exchange is None:
+                self._queue.remove(request)
+                self._withdraw(request)
         super().on_peer_eof()
+
+    def _withdraw(self, request: _Request) -> None:
+        """Forget the place in the upload slots' queue of a request that will never run."""
+        body = request.body
+        if body is not None and body.ticket is not None:
+            self.ctx.uploads.withdraw(body.ticket)
+            body.ticket = None
 
     def _fail(self, status: str, message: str) -> None:
         log.info("http connection from %s: %s", self.peer, message)
-        if not self._queue:  # nothing in flight: the error response is next in order
+        if not self._queue or self._queue[0].exchange is None:
+            # Nothing in flight: the error response is next in order.
             self._write(error_response(status, message))
         self.close()
 
@@ -351,8 +439,8 @@ class HttpProtocol(BaseProtocol):
         for request in self._queue:
             if request.exchange is not None:
                 request.exchange.cancel()
-            elif request.input is not None:
-                request.input.fail("connection closed")
+            else:
+                self._withdraw(request)
 
     @property
     def busy(self) -> bool:
@@ -363,7 +451,18 @@ class HttpProtocol(BaseProtocol):
             self.linger_expired(now)
             return
         config = self.config
-        if self._queue or self.drain_expired(now):
+        if self._queue:
+            request = self._queue[0]
+            body = request.body
+            if (
+                request.exchange is None
+                and body is not None
+                and body.ticket is None  # one waiting for an upload slot waits on us
+                and now - body.last_at > config.body_timeout
+            ):
+                self._fail("408 Request Timeout", "request body not received in time")
+            return
+        if self.drain_expired(now):
             return
         reader = self._reader
         if reader.in_head:

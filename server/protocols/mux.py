@@ -35,9 +35,10 @@ from muxwsgi import (
     WindowUpdated,
 )
 
+from ..bodies import RequestBody
 from ..config import Config
-from ..exchange import EMPTY_INPUT, Exchange, InputStream
-from ..wsgi import ReadableInput, ResponseHead
+from ..exchange import EMPTY_INPUT, Exchange
+from ..wsgi import ResponseHead
 from .base import BaseProtocol, ServerContext
 from .scheduler import OutputScheduler
 
@@ -96,7 +97,25 @@ class MuxProtocol(BaseProtocol):
         #: Exchanges of this connection queued or running: bounded separately from the core's
         #: open streams, because a reset stream keeps its application call (rapid reset).
         self.active = 0
-        self.body_bytes: dict[int, int] = {}
+        #: Request bodies still arriving, by stream (buffered, or read by the application).
+        self.bodies: dict[int, RequestBody] = {}
+        #: Requests whose application call waits for their body (buffered, or waiting for an
+        #: upload slot): not submitted yet, and holding no thread.
+        self.pending: dict[int, RequestBody] = {}
+        #: Body bytes of the pending requests: withheld from the connection window.
+        self._held = 0
+        #: Streams whose application reads their body as it arrives: each holds an upload slot.
+        self._uploading: set[int] = set()
+        #: Streams whose whole body was handed to the application, and its size: the window
+        #: credit goes back once the application is done with it.
+        self._unacked: dict[int, int] = {}
+        self._body_bound = min(
+            self.config.body_buffer_size,
+            self.config.initial_window_size,  # a client cannot send more without credit
+            self.config.connection_window_size // 2,
+        )
+        # Past this many held bytes the client (nearly) cannot send on: see _relieve.
+        self._held_limit = self.config.connection_window_size - self.config.max_frame_size
         self._drain_ping_at = 0.0
         self._final_goaway_sent = False
         self._limit_post = self.config.limit_post
@@ -210,15 +229,18 @@ class MuxProtocol(BaseProtocol):
             )
             self.conn.reset_stream(sid, ErrorCode.NO_ERROR)  # stop the upload (RFC 9113 8.1)
             return
-        wsgi_input: ReadableInput
-        if event.end_stream:
-            wsgi_input = EMPTY_INPUT
-        else:
-            wsgi_input = InputStream(self._consumer(sid), self._body_timeout)
-            self.body_bytes[sid] = 0
-        exchange = Exchange(self.runner, self, sid, environ, wsgi_input, deadline, "mux")
+        exchange = Exchange(self.runner, self, sid, environ, EMPTY_INPUT, deadline, "mux")
         self.exchanges[sid] = exchange
         self.active += 1
+        if not event.end_stream:
+            # The body is read first (bodies.py): the application is called once it is
+            # complete, or once it outgrew the bound and got an upload slot.
+            body = self.bodies[sid] = self.pending[sid] = RequestBody(
+                event.content_length, self._body_bound
+            )
+            if body.outgrown:  # body_buffer_size 0: every body streams
+                self._ask_slot(sid, body)
+            return
         # Submitted once this turn's frames are handled: a RESET right behind the HEADERS
         # (rapid reset) then costs no application thread a wake-up.
         self._new.append(exchange)
@@ -227,10 +249,71 @@ class MuxProtocol(BaseProtocol):
         submit = self.runner.submit
         for exchange in self._new:
             if exchange.cancelled.fired:
+                self._unacked.pop(exchange.key, None)
                 self.active -= 1  # reset before it was ever queued: nothing will report done
             else:
                 submit(exchange)
         self._new.clear()
+
+    def _ask_slot(self, sid: int, body: RequestBody) -> None:
+        body.ticket = self.ctx.uploads.acquire(self, lambda: self._start_streaming(sid))
+
+    def _start_streaming(self, sid: int) -> None:
+        """The pending request got an upload slot: its application reads the body as it
+        arrives (the bytes so far first)."""
+        body = self.pending.pop(sid, None)
+        exchange = self.exchanges.get(sid)
+        if body is None or exchange is None:
+            self.ctx.uploads.release(self)  # gone meanwhile (not withdrawn: a bug, but safe)
+            return
+        body.ticket = None
+        self._held -= body.size
+        self._uploading.add(sid)
+        exchange.input = body.stream_input(self._consumer(sid), self._body_timeout)
+        self.runner.submit(exchange)
+
+    def _start_buffered(self, sid: int, body: RequestBody) -> None:
+        """The pending request's body is complete: call the application with all of it."""
+        del self.pending[sid]
+        self._held -= body.size
+        if body.ticket is not None:
+            self.ctx.uploads.withdraw(body.ticket)  # it ended before it got a slot
+            body.ticket = None
+        exchange = self.exchanges[sid]
+        exchange.input = body.buffered_input()
+        if body.size:
+            self._unacked[sid] = body.size
+        self._new.append(exchange)
+
+    def _drop_pending(self, sid: int) -> RequestBody | None:
+        """Forget a pending request (its stream is gone): it never reaches the application."""
+        body = self.pending.pop(sid, None)
+        if body is not None:
+            self._held -= body.size
+            if body.ticket is not None:
+                self.ctx.uploads.withdraw(body.ticket)
+                body.ticket = None
+            self.active -= 1  # never submitted: nothing will report it done
+        return body
+
+    def _relieve(self) -> None:
+        """The bodies held for pending requests (nearly) fill the connection window, so the
+        client can send no more, and none of them may ever complete: refuse the newest of
+        those still being buffered (REFUSED_STREAM: never processed, safe to retry) until the
+        client can send again. A client that sends its bodies one after another never gets
+        here; one that spreads the window over many uploads at once does."""
+        while self._held > self._held_limit:
+            buffering = [sid for sid, body in self.pending.items() if body.ticket is None]
+            if not buffering:
+                return  # all wait for an upload slot: they go on as slots free up
+            sid = max(buffering)
+            log.info(
+                "stream %d from %s: request bodies fill the connection window; refused",
+                sid,
+                self.peer,
+            )
+            self.conn.reset_stream(sid, ErrorCode.REFUSED_STREAM)
+            self._on_reset(sid)
 
     def _consumer(self, sid: int) -> Callable[[int], None]:
         post = self.runner.post
@@ -247,30 +330,41 @@ class MuxProtocol(BaseProtocol):
 
     def _on_data(self, event: DataReceived) -> None:
         sid = event.stream_id
-        exchange = self.exchanges.get(sid)
-        wsgi_input = exchange.input if exchange is not None else None
-        if not isinstance(wsgi_input, InputStream):
+        body = self.bodies.get(sid)
+        if body is None:
             # Nobody will read these bytes: give the window back now.
             self.conn.acknowledge_received_data(sid, event.flow_controlled_length)
             return
-        total = self.body_bytes.get(sid, 0) + len(event.data)
-        self.body_bytes[sid] = total
-        if self._limit_post and total > self._limit_post:
+        data = event.data
+        if self._limit_post and body.size + len(data) > self._limit_post:
             log.warning("stream %d from %s: body over limit-post; reset", sid, self.peer)
             self.conn.reset_stream(sid, ErrorCode.CANCEL)
             self._on_reset(sid)
             return
-        if event.data:
-            wsgi_input.feed(event.data)
+        if data:
+            body.feed(data)
+        pending = sid in self.pending
+        if pending:
+            self._held += len(data)
         if event.end_stream:
-            wsgi_input.feed_eof()
-            self.body_bytes.pop(sid, None)
+            body.end()
+            del self.bodies[sid]
+            if pending:
+                self._start_buffered(sid, body)
+        elif pending:
+            if body.outgrown:
+                self._ask_slot(sid, body)
+            if self._held > self._held_limit:
+                self._relieve()
 
     def _on_reset(self, sid: int) -> None:
         exchange = self.exchanges.pop(sid, None)
         self.output.discard(sid)
-        self.body_bytes.pop(sid, None)
-        if exchange is not None:
+        self.bodies.pop(sid, None)
+        self._unacked.pop(sid, None)  # the core returned the credit with the stream
+        if self._drop_pending(sid) is not None:
+            self._maybe_close()
+        elif exchange is not None:
             exchange.cancel()
 
     # ---------------------------------------------------------------- output (Sink)
@@ -335,11 +429,19 @@ class MuxProtocol(BaseProtocol):
         self.runner.done(exchange)
         self.active -= 1
         sid = exchange.key
+        if self._uploading and sid in self._uploading:
+            self._uploading.discard(sid)
+            self.ctx.uploads.release(self)
+        if self._unacked:
+            size = self._unacked.pop(sid, 0)
+            if size:  # the application is done with its buffered body: reopen the window
+                self.conn.acknowledge_received_data(sid, size)
+                self.runner.dirty.add(self)
         # The thread is finished: body bytes still arriving are acknowledged unread, and a
         # response still in its outbox goes on without the exchange.
         if self.exchanges.get(sid) is exchange:
             del self.exchanges[sid]
-            unread = self.body_bytes.pop(sid, None) is not None
+            unread = self.bodies.pop(sid, None) is not None
             if unread and sid not in self.output and self.conn.is_open(sid):
                 # The response is complete but the request body is not, and no one will read
                 # it: stop the upload (RFC 9113 8.1), which also ends the stream so that an
@@ -390,9 +492,12 @@ class MuxProtocol(BaseProtocol):
         return bool(self.active or self.output)
 
     def _abandon_all(self) -> None:
+        for sid in list(self.pending):
+            self._drop_pending(sid)
         for exchange in self.exchanges.values():
             exchange.cancel()
         self.exchanges.clear()
+        self.bodies.clear()
         self.output.clear()
 
     def _close_now(
@@ -438,11 +543,14 @@ class MuxProtocol(BaseProtocol):
         self._abandon_all()
 
     def on_peer_eof(self) -> None:
-        # Bodies still arriving never will: fail their readers now, not after body_timeout.
-        for sid in list(self.body_bytes):
-            exchange = self.exchanges.get(sid)
-            if exchange is not None and isinstance(exchange.input, InputStream):
-                exchange.input.fail("the client closed the connection before the end of the body")
+        # Bodies still arriving never will: fail their readers now, not after body_timeout,
+        # and drop the requests still waiting for theirs (they never reach the application).
+        for sid in list(self.pending):
+            self.exchanges.pop(sid, None)
+            self.bodies.pop(sid, None)
+            self._drop_pending(sid)
+        for body in self.bodies.values():
+            body.fail("the client closed the connection before the end of the body")
         super().on_peer_eof()
 
     def _maybe_close(self) -> None:
@@ -529,6 +637,19 @@ class MuxProtocol(BaseProtocol):
                 b"frame too slow",
             )
             return
+        body_timeout = self._body_timeout
+        for sid, body in list(self.pending.items()):
+            # A body the server buffers, stalled (one waiting for an upload slot waits on us).
+            if body.ticket is None and now - body.last_at > body_timeout:
+                log.info(
+                    "stream %d from %s: no request body bytes for %gs; reset",
+                    sid,
+                    self.peer,
+                    body_timeout,
+                )
+                conn.reset_stream(sid, ErrorCode.CANCEL)
+                self._on_reset(sid)
+                self.flush()
         for sid in self.output.stuck(now, config.stuck_window_timeout):
             log.warning(
                 "stream %d from %s: send window shut for %gs; reset",

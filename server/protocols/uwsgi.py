@@ -3,7 +3,9 @@
 This is what nginx's ``uwsgi_pass`` speaks (PROTOCOL.md §12). The vars block size is checked
 against ``buffer_size`` from the 4-byte header, before the block is read; the body is exactly
 CONTENT_LENGTH bytes and anything after it is never parsed (a classic connection carries one
-request, so leftover bytes cannot be smuggled in as a second one).
+request, so leftover bytes cannot be smuggled in as a second one). The body is read before the
+application is called, or streamed on an upload slot when it is over ``body_buffer_size``
+(bodies.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
 
+from ..bodies import READ_AHEAD, RequestBody
 from ..config import Config
 from ..dispatch import AppRunner
-from ..exchange import EMPTY_INPUT, Exchange, InputStream, call_now
+from ..exchange import EMPTY_INPUT, Exchange, call_now
 from ..wsgi import ReadableInput, ResponseHead
 from .base import BaseProtocol, ServerContext
 
@@ -54,8 +57,16 @@ class UwsgiProtocol(BaseProtocol):
         self._buffer = b""
         self._datasize = -1
         self._exchange: Exchange | None = None
-        self._input: InputStream | None = None
+        #: The request's body, from its head on: read before the application is called, or
+        #: read by it as it arrives.
+        self._request_body: RequestBody | None = None
+        self._environ: dict[str, Any] = {}
         self._body_left = 0
+        #: Body bytes received and not yet read by the application (streamed bodies).
+        self._unread = 0
+        self._high_water = max(self.config.body_buffer_size, READ_AHEAD)
+        #: The application reads its body as it arrives: it holds an upload slot.
+        self._uploading = False
         self._pending: list[bytes] = []  # response bytes held while writing is paused
         self._held = 0
         self._protocol_line = "HTTP/1.1"
@@ -69,7 +80,7 @@ class UwsgiProtocol(BaseProtocol):
         if self.closed:
             return  # lingering after our close: dropped
         self.last_activity = _monotonic()
-        if self._exchange is not None:
+        if self._exchange is not None or self._request_body is not None:
             self._body(data)
             return
         buffer = self._buffer + data if self._buffer else data
@@ -128,19 +139,36 @@ class UwsgiProtocol(BaseProtocol):
         self._trailing = len(rest) > content_length
         if not content_length and not rest and self.runner.all_idle and self._hand_over(environ):
             return
-        if self.transport is not None:
-            self.transport.pause_reading()  # resumed only to read a body
-        wsgi_input: ReadableInput = EMPTY_INPUT
-        if content_length:
-            self._input = wsgi_input = InputStream(self._consumed, self.config.body_timeout)
-            self._body_left = content_length
-        exchange = Exchange(self.runner, self, 0, environ, wsgi_input, None, "uwsgi")
+        self._environ = environ
+        if not content_length:
+            if self.transport is not None:
+                self.transport.pause_reading()  # a body-less request reads nothing more
+            self._call(EMPTY_INPUT)
+            return
+        # The body is read first (bodies.py): the application is called once it is
+        # complete, or once it outgrew body_buffer_size and got an upload slot.
+        self._request_body = RequestBody(content_length, self.config.body_buffer_size)
+        self._body_left = content_length
+        self._body(rest)
+
+    def _call(self, wsgi_input: ReadableInput) -> None:
+        exchange = Exchange(self.runner, self, 0, self._environ, wsgi_input, None, "uwsgi")
         self._exchange = exchange
         self.runner.submit(exchange)
-        if content_length:
-            self._body(rest)
-            if self._body_left and self.transport is not None:
-                self.transport.resume_reading()
+
+    def _start_streaming(self) -> None:
+        """The request got an upload slot: its application reads the body as it arrives
+        (the bytes so far first)."""
+        body = self._request_body
+        if body is None or self._exchange is not None or self.closed:
+            self.ctx.uploads.release(self)  # gone meanwhile
+            return
+        body.ticket = None
+        self._uploading = True
+        self._unread = body.size
+        self._call(body.stream_input(self._consumed, self.config.body_timeout))
+        if self._body_left and self.transport is not None:
+            self.transport.resume_reading()  # stopped at the bound, waiting for the slot
 
     def _hand_over(self, environ: dict[str, Any]) -> bool:
         """Give a complete body-less request, and the socket, to an application thread (see
@@ -162,7 +190,8 @@ class UwsgiProtocol(BaseProtocol):
         return True
 
     def _body(self, data: bytes) -> None:
-        if self._input is None or not self._body_left:
+        body = self._request_body
+        if body is None or not self._body_left:
             self._trailing = self._trailing or bool(data)
             return  # [U-4] bytes after the body are never parsed
         if len(data) > self._body_left:
@@ -170,22 +199,59 @@ class UwsgiProtocol(BaseProtocol):
             data = data[: self._body_left]
         self._body_left -= len(data)
         if data:
-            self._input.feed(data)
+            body.feed(data)
+            if self._uploading:
+                self._unread += len(data)
+        transport = self.transport
         if not self._body_left:
-            self._input.feed_eof()
-            if self.transport is not None:
-                self.transport.pause_reading()
+            body.end()
+            if transport is not None:
+                transport.pause_reading()
+            if self._exchange is None:
+                if body.ticket is not None:
+                    self.ctx.uploads.withdraw(body.ticket)  # it ended before it got a slot
+                    body.ticket = None
+                self._call(body.buffered_input())
+        elif self._exchange is None:
+            if body.outgrown:
+                if transport is not None:
+                    transport.pause_reading()  # the rest waits for the slot in the socket
+                body.ticket = self.ctx.uploads.acquire(self, self._start_streaming)
+        elif self._unread >= self._high_water and transport is not None:
+            transport.pause_reading()
 
     def on_peer_eof(self) -> None:
-        if self._input is not None and self._body_left:
+        body = self._request_body
+        if body is not None and self._body_left:
             # Fewer body bytes than CONTENT_LENGTH, and no more will come: fail the
-            # application's read now rather than after body_timeout.
-            self._input.fail("the client closed the connection before the end of the body")
+            # application's read now rather than after body_timeout, or drop a request still
+            # waiting for its body (it never reaches the application).
+            body.fail("the client closed the connection before the end of the body")
+            if self._exchange is None:
+                self._drop_pending()
         super().on_peer_eof()
 
+    def _drop_pending(self) -> None:
+        """Forget a request that waits for its body and will never run."""
+        body, self._request_body = self._request_body, None
+        if body is not None and body.ticket is not None:
+            self.ctx.uploads.withdraw(body.ticket)
+            body.ticket = None
+
     def _consumed(self, size: int) -> None:
-        """Body bytes were read by the application (its thread): nothing to do, the socket
-        buffers are the flow control here."""
+        """Body bytes were read by the application (its thread): read more once few wait."""
+        self.runner.post(self._on_consumed, size)
+
+    def _on_consumed(self, size: int) -> None:
+        self._unread -= size
+        if (
+            self._unread < self._high_water // 2
+            and self._body_left
+            and self.transport is not None
+            and not self.closed
+            and not self.writing_paused
+        ):
+            self.transport.resume_reading()
 
     def _reject(self, status: str, message: str) -> None:
         if self.transport is not None:
@@ -227,6 +293,10 @@ class UwsgiProtocol(BaseProtocol):
     def done(self, exchange: Exchange) -> None:
         self.runner.done(exchange)
         self._exchange = None
+        self._request_body = None
+        if self._uploading:
+            self._uploading = False
+            self.ctx.uploads.release(self)
         if not self._pending:
             self._close_after_response()
 
@@ -234,8 +304,9 @@ class UwsgiProtocol(BaseProtocol):
         """Close once the response is written. Without bytes from the peer left unread the
         socket closes at once, as uWSGI's does: a lingering close costs a shutdown(), a read
         of the peer's FIN and more loop wake-ups per request, and guards only against an RST
-        that nothing unread can cause."""
-        self.close(linger=self._trailing)
+        that nothing unread can cause (bytes after the body, or the rest of a body the
+        application did not read, are)."""
+        self.close(linger=self._trailing or self._body_left > 0)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -252,10 +323,12 @@ class UwsgiProtocol(BaseProtocol):
         super().connection_lost(exc)
         if self._exchange is not None:
             self._exchange.cancel()
+        else:
+            self._drop_pending()
 
     @property
     def busy(self) -> bool:
-        return self._exchange is not None
+        return self._exchange is not None or self._request_body is not None
 
     def check_timeouts(self, now: float) -> None:
         if self.closed:
@@ -263,7 +336,18 @@ class UwsgiProtocol(BaseProtocol):
             return
         if self.drain_expired(now):
             return
-        if self._exchange is None and now - self.opened > self.config.header_timeout:
+        body = self._request_body
+        if self._exchange is None and body is not None:
+            # A body the server buffers, stalled (one waiting for an upload slot waits on us).
+            if body.ticket is None and now - body.last_at > self.config.body_timeout:
+                log.info(
+                    "uwsgi connection from %s: no request body bytes for %gs; closing",
+                    self.peer,
+                    self.config.body_timeout,
+                )
+                self._drop_pending()
+                self.close()
+        elif self._exchange is None and now - self.opened > self.config.header_timeout:
             log.info(
                 "uwsgi connection from %s: no complete request in %gs; closing",
                 self.peer,

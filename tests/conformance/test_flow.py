@@ -176,11 +176,14 @@ def test_W7_credit_comes_back_once_the_application_reads(connect: Connector) -> 
     peer.send(headers(1, request_vars("POST", "/sleep?s=0.5"), end=False))
     peer.send(*upload(1, size, frame_size))
     assert [f for f in peer.barrier() if f.type == T.WINDOW_UPDATE and f.stream_id == 1] == []
-    # Read: credit for the stream, in one increment of at least half the window.
+    # Read: credit for the stream. The server reads a body of up to its body_buffer_size
+    # before it calls the application, and at most a stream window of it, so only a whole
+    # window of this body (of unknown length) starts the application; that window is then
+    # exhausted, and [W-7] lets the credit come back in an increment under half of it.
     peer.send(headers(3, request_vars("POST", "/echo"), end=False))
-    peer.send(*upload(3, size, frame_size))
+    peer.send(*upload(3, window, frame_size))
     update = peer.expect(T.WINDOW_UPDATE, 3)
-    assert u32(update.payload) >= window // 2
+    assert u32(update.payload) >= min(1024, window // 4)
 
 
 @spec("W-8")

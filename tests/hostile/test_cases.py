@@ -37,7 +37,10 @@ SERVER_ARGS = (
     "--max-concurrent-streams", "16", "--reset-burst", "40", "--ping-burst", "10",
     "--settings-burst", "5", "--glitch-burst", "50",
     "--initial-window-size", "256k", "--connection-window-size", "1m",
+    "--body-buffer-size", "64k",
 )  # fmt: skip
+#: A body over --body-buffer-size: the application reads it as it arrives.
+STREAMED = 100_000
 E = ErrorCode
 
 
@@ -365,22 +368,38 @@ def cases() -> Iterator[Case]:
                mux(hdrs(1, req("/input-error", CONTENT_LENGTH="5"), end=False),
                    data(1, b"0123456789", end=True)),
                Reset(E.PROTOCOL_ERROR), ("H-7",))  # fmt: skip
+    # A body up to --body-buffer-size is read before the application is called: one cut
+    # short never reaches it. A larger one is read by the application as it arrives: its
+    # wsgi.input.read() raises at once (not after body-timeout).
     yield Case("mux-body-short-of-content-length", (9,),
-               mux(hdrs(1, req("/input-error", CONTENT_LENGTH="10"), end=False),
+               mux(hdrs(1, req("/mark/short-mux", CONTENT_LENGTH="10"), end=False),
                    data(1, b"01234", end=True)),
-               Reset(E.PROTOCOL_ERROR), ("H-7",),
-               after=lambda a: input_error_seen(a))  # fmt: skip
+               Reset(E.PROTOCOL_ERROR), ("H-7",), never="short-mux")  # fmt: skip
     yield Case("mux-body-unfinished-then-eof", (9,),
-               mux(hdrs(1, req("/input-error", CONTENT_LENGTH="100"), end=False),
+               mux(hdrs(1, req("/mark/unfinished-mux", CONTENT_LENGTH="100"), end=False),
                    data(1, b"only ten..")),
-               Ends(), half_close=True, timeout=8.0,
-               after=lambda a: input_error_seen(a))  # fmt: skip
+               Ends(), half_close=True, timeout=8.0, never="unfinished-mux")  # fmt: skip
     yield Case("uwsgi-body-short-then-eof", (9,),
-               classic("/input-error", (b"CONTENT_LENGTH", b"100"), body=b"only ten.."),
+               classic("/mark/short-uwsgi", (b"CONTENT_LENGTH", b"100"), body=b"only ten.."),
+               Ends(), half_close=True, timeout=8.0, never="short-uwsgi")  # fmt: skip
+    yield Case("http-body-short-then-eof", (9,),
+               http("POST /mark/short-http HTTP/1.1", "Host: t", "Content-Length: 100",
+                    body=b"ten"),
+               Ends(), half_close=True, timeout=8.0, never="short-http")  # fmt: skip
+    streamed = b"s" * (STREAMED * 7 // 10)
+    yield Case("mux-streamed-body-unfinished-then-eof", (9,),
+               mux(hdrs(1, req("/input-error", CONTENT_LENGTH=str(STREAMED)), end=False),
+                   data(1, streamed[:65535]), data(1, streamed[65535:])),
                Ends(), half_close=True, timeout=8.0,
                after=lambda a: input_error_seen(a))  # fmt: skip
-    yield Case("http-body-short-then-eof", (9,),
-               http("POST /input-error HTTP/1.1", "Host: t", "Content-Length: 100", body=b"ten"),
+    yield Case("uwsgi-streamed-body-short-then-eof", (9,),
+               classic("/input-error", (b"CONTENT_LENGTH", str(STREAMED).encode()),
+                       body=streamed),
+               Ends(), half_close=True, timeout=8.0,
+               after=lambda a: input_error_seen(a))  # fmt: skip
+    yield Case("http-streamed-body-short-then-eof", (9,),
+               http("POST /input-error HTTP/1.1", "Host: t", f"Content-Length: {STREAMED}",
+                    body=streamed),
                Ends(), half_close=True, timeout=8.0,
                after=lambda a: input_error_seen(a))  # fmt: skip
     inner = packet(block(cvars("/mark/smuggled")))

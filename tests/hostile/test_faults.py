@@ -1,5 +1,9 @@
 """Faults: the peer vanishes mid-request or mid-response, the application raises mid-stream.
 
+An upload over ``--body-buffer-size`` (64 KiB here) is read by the application as it arrives; a
+smaller one is read by the server before the application is called, so one cut short never
+reaches the application (bodies.py).
+
 A worker killed with SIGKILL under load, with the client library retrying what is safe, is
 tests/client/test_sync_behaviour.py::test_retry_policy_by_method (the GET in flight is
 retried on the respawned worker, the POST is not); the master
@@ -20,7 +24,7 @@ from muxwsgi import ErrorCode, FrameType, classic
 from ..core.helpers import data, frame, headers, preface
 from ..muxclient import RawMux, vars_for
 from ..servers import ServerProcess, start, until
-from .kit import Healthy, classic_post, get, log_problems
+from .kit import Healthy, classic_post, get, log_problems, marks
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +33,9 @@ OPENING = preface() + frame(FrameType.SETTINGS, 1, 0)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start("tests.hostile.apps:app", "--threads", "8",
-                log_dir=tmp_path_factory.mktemp("faults"))  # fmt: skip
+    tmp = tmp_path_factory.mktemp("faults")
+    srv = start("tests.hostile.apps:app", "--threads", "8", "--body-buffer-size", "64k",
+                "--stats", f"unix:{tmp}/stats.sock", log_dir=tmp)  # fmt: skip
     yield srv
     srv.stop()
 
@@ -44,9 +49,9 @@ def healthy(server: ServerProcess) -> Iterator[Healthy]:
 
 
 def vanish(address: tuple[str, int], first: bytes, started: Callable[[], object]) -> None:
-    """Connect, send ``first``, wait until ``started()`` says the application has the request,
-    then drop the connection with an RST (no FIN). (Bytes the server has not read when the
-    RST arrives are lost with it: the request would never reach the application.)"""
+    """Connect, send ``first``, wait until ``started()`` says the server has the request (the
+    application, or the connection), then drop the connection with an RST (no FIN). (Bytes
+    the server has not read when the RST arrives are lost with it.)"""
     sock = socket.create_connection(address, timeout=5)
     try:
         sock.sendall(first)
@@ -61,26 +66,49 @@ def reached(server: ServerProcess) -> list[str]:
     return list(json.loads(get(server.address, "/started")))
 
 
-UPLOADS = {
-    "mux": OPENING
-    + headers(1, vars_for("POST", "/input-error", CONTENT_LENGTH="1000"), end=False)
-    + data(1, b"x" * 100),
-    "uwsgi": classic_post("/input-error", 1000) + b"x" * 100,
-    "http": b"POST /input-error HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100,
-}
+def upload(protocol: str, path: str, length: int, sent: int) -> bytes:
+    """The start of a POST of ``length`` body bytes, ``sent`` of them included."""
+    body = b"x" * sent
+    if protocol == "mux":
+        head = headers(1, vars_for("POST", path, CONTENT_LENGTH=str(length)), end=False)
+        return (
+            OPENING + head + b"".join(data(1, body[i : i + 65535]) for i in range(0, sent, 65535))
+        )
+    if protocol == "uwsgi":
+        return classic_post(path, length) + body
+    return f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n".encode() + body
 
 
-@pytest.mark.parametrize("protocol", list(UPLOADS))
+PROTOCOLS = ("mux", "uwsgi", "http")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_peer_vanishes_mid_upload(server: ServerProcess, healthy: Healthy, protocol: str) -> None:
-    """wsgi.input.read() raises at once instead of waiting for the rest of the body."""
+    """A body over --body-buffer-size, read by the application as it arrives: its
+    wsgi.input.read() raises at once instead of waiting for the rest of the body."""
     errors = lambda: json.loads(get(server.address, "/input-errors"))  # noqa: E731
     before, calls = len(errors()), reached(server).count("input-error")
-    vanish(server.address, UPLOADS[protocol],
+    vanish(server.address, upload(protocol, "/input-error", 1_000_000, 70_000),
            lambda: reached(server).count("input-error") > calls)  # fmt: skip
     # Not after body-timeout (30 s).
     until(lambda: len(errors()) > before, 10, what="wsgi.input.read() raised")
     seen = errors()
     assert "ClientDisconnected" in seen[before], seen[before:]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_peer_vanishes_mid_buffered_upload(
+    server: ServerProcess, healthy: Healthy, protocol: str
+) -> None:
+    """A body within --body-buffer-size is read before the application is called: cut short,
+    it never reaches the application (no thread ever waited for it), and its connection is
+    dropped."""
+    until(lambda: server.worker()["connections"] == 1, what="only the healthy connection")
+    tag = f"vanished-{protocol}"
+    vanish(server.address, upload(protocol, f"/mark/{tag}", 1000, 100),
+           lambda: server.worker()["connections"] == 2)  # fmt: skip
+    until(lambda: server.worker()["connections"] == 1, what="the connection dropped")
+    assert tag not in marks(server.address)
 
 
 DOWNLOADS = {

@@ -29,7 +29,7 @@ from .kit import classic_post, converse, get, log_problems, throughput
 pytestmark = pytest.mark.slow
 
 LONG = os.environ.get("MUXWSGI_HOSTILE_LONG") == "1"
-#: Connections of each kind; seven kinds.
+#: Connections of each kind; eight kinds.
 EACH = 120 if LONG else 40
 TIMEOUT = 1.0
 OPENING = preface() + frame(FrameType.SETTINGS, 1, 0)
@@ -55,8 +55,9 @@ KINDS: dict[str, tuple[bytes, bytes]] = {
     "http-slow-head": (b"GET /hello HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200 + b"\r\n"),
     "mux-slow-body": (OPENING + SLOW_UPLOAD + frame(FrameType.DATA, 0, 1, b"ten bytes."), b""),
     "uwsgi-slow-body": (classic_post("/input-error", 100) + b"ten bytes.", b""),
+    "http-slow-body": (b"POST /input-error HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"
+                       b"ten bytes.", b""),
 }  # fmt: skip
-BODY_KINDS = ("mux-slow-body", "uwsgi-slow-body")
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Peer:
 
 @spec("L-4")
 def test_hundreds_of_slow_peers(server: ServerProcess) -> None:
-    before = len(json.loads(get(server.address, "/input-errors")))
+    started_before = json.loads(get(server.address, "/started")).count("input-error")
     peers: list[Peer] = []
     started = time.monotonic()
     try:
@@ -113,14 +114,12 @@ def test_hundreds_of_slow_peers(server: ServerProcess) -> None:
     # Each kind was closed by its timeout (plus the once-a-second check), none much later.
     latest = max(p.closed_at - started for p in peers)
     assert latest < TIMEOUT * 4 + 8
-    # Served throughout, once the slow uploads gave their threads back: a body read waits
-    # up to body-timeout on an application thread, so while more uploads stall than there
-    # are threads, other requests queue for that long (docs/hardening.md).
+    # Served throughout (answers in most quarter-second windows; a window on a busy machine
+    # may see none): the stalled uploads hold no thread.
     assert rates[-1] > 0 and sum(r > 0 for r in rates) >= len(rates) // 2, rates
-    # The slow bodies: the application's wsgi.input.read() raised, its thread went free.
-    errors = json.loads(get(server.address, "/input-errors"))[before:]
-    assert len(errors) == EACH * len(BODY_KINDS)
-    assert all("ClientDisconnected" in e for e in errors), Counter(errors)
+    # The slow bodies were read by the server, never by the application: none reached it,
+    # each was dropped at body-timeout (mux: RESET, then the idle connection closed).
+    assert json.loads(get(server.address, "/started")).count("input-error") == started_before
     assert get(server.address, "/hello") == b"Hello, World!"
 
 
