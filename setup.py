@@ -46,6 +46,7 @@ COMPILED = (
     "muxwsgi._vars",
     "muxwsgi._windows",
     "muxwsgi.classic",
+    "muxwsgi.server.bodies",
     "muxwsgi.server.dispatch",
     "muxwsgi.server.exchange",
     "muxwsgi.server.wsgi",
