@@ -26,9 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
-        from . import __version__
+        from . import __version__, build_description
 
-        print(f"muxwsgi {__version__}")
+        print(f"muxwsgi {__version__}, {build_description}")
         return 0
     command, rest = args[0], args[1:]
     if command == "serve":

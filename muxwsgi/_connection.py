@@ -424,8 +424,8 @@ class Connection:
                     )
                 try:
                     handler(flags, stream_id, buf[start:pos], events)
-                except StreamError as exc:
-                    self._stream_error(exc, events)
+                except StreamError as stream_exc:
+                    self._stream_error(stream_exc, events)
         except RemoteProtocolError as exc:
             self._connection_error(exc)
             raise

@@ -189,8 +189,11 @@ def encode_response_head(
     pack: Packer, status: int, reason: str, headers: Iterable[tuple[str, str]]
 ) -> bytes:
     """Return a response HEADERS payload. Raises :class:`LocalProtocolError` for a bad head."""
-    if type(status) is not int or not 100 <= status <= 999:
-        raise LocalProtocolError(f"status must be an int in 100-999, not {status!r}")
+    if type(status) is not int:
+        # What a compiled build raises at the call for an argument of the wrong type.
+        raise TypeError(f"status must be an int, not {type(status).__name__}")
+    if not 100 <= status <= 999:
+        raise LocalProtocolError(f"status must be in 100-999, not {status!r}")
     items: list[Any] = [status, reason]
     items.extend(chain.from_iterable(headers))
     problem = _head_problem(items)

@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
 
+from muxwsgi import __version__, build_description
+
 from .config import Config
 from .importer import import_app
 from .logs import reopen_logs, setup_logging
@@ -133,6 +135,7 @@ class Arbiter:
         self._write_pid_file()
         self._install_signals()
         _set_title(f"muxwsgi: master [{self.config.app}]")
+        log.info("muxwsgi %s, %s", __version__, build_description)
         log.info("master %d: starting %d worker(s)", os.getpid(), self.target)
         try:
             self._execute(self.supervisor.tick(time.monotonic()))

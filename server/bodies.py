@@ -26,7 +26,7 @@ from collections.abc import Callable
 from .config import Config
 from .exchange import InputStream
 
-__all__ = ("READ_AHEAD", "RequestBody", "UploadSlots", "upload_slots")
+__all__ = ("READ_AHEAD", "RequestBody", "UploadSlots", "UploadTicket", "upload_slots")
 
 _monotonic = time.monotonic
 #: Body bytes an HTTP/1.1 or classic uwsgi connection reads ahead of an application that reads
@@ -62,7 +62,7 @@ class RequestBody:
         #: The wsgi.input that bytes go to once the application reads the body as it arrives.
         self.stream: InputStream | None = None
         #: The request's place in the queue for an upload slot, while it waits for one.
-        self.ticket: UploadSlots.Ticket | None = None
+        self.ticket: UploadTicket | None = None
 
     @property
     def outgrown(self) -> bool:
@@ -112,6 +112,16 @@ class RequestBody:
         return stream
 
 
+class UploadTicket:
+    """A request waiting for an upload slot: ``start`` is called when it gets one."""
+
+    __slots__ = ("owner", "start")
+
+    def __init__(self, owner: object, start: Callable[[], None]) -> None:
+        self.owner = owner
+        self.start: Callable[[], None] | None = start
+
+
 class UploadSlots:
     """A worker's budget of application threads for requests whose body is still arriving.
 
@@ -121,25 +131,16 @@ class UploadSlots:
     thread only.
     """
 
-    class Ticket:
-        """A request waiting for a slot: ``start`` is called when it gets one."""
-
-        __slots__ = ("owner", "start")
-
-        def __init__(self, owner: object, start: Callable[[], None]) -> None:
-            self.owner = owner
-            self.start: Callable[[], None] | None = start
-
     def __init__(self, total: int, per_connection: int) -> None:
         self.total = max(1, total)
         self.per_connection = max(1, min(per_connection, self.total))
         #: Slots held now.
         self.in_use = 0
         self._held: dict[object, int] = {}
-        self._waiting: deque[UploadSlots.Ticket] = deque()
+        self._waiting: deque[UploadTicket] = deque()
         self._granting = False
 
-    def acquire(self, owner: object, start: Callable[[], None]) -> Ticket | None:
+    def acquire(self, owner: object, start: Callable[[], None]) -> UploadTicket | None:
         """Call ``start()`` now if a slot is free for ``owner`` (and return None), else queue
         the request and return its ticket (for :meth:`withdraw`). Whoever got a slot, started
         or not yet, calls :meth:`release` once its application call is over."""
@@ -151,12 +152,12 @@ class UploadSlots:
             self._take(owner)
             start()
             return None
-        ticket = UploadSlots.Ticket(owner, start)
+        ticket = UploadTicket(owner, start)
         self._waiting.append(ticket)
         self._grant()  # the queue may hold only requests of owners at their share
         return ticket if ticket.start is not None else None
 
-    def withdraw(self, ticket: Ticket) -> None:
+    def withdraw(self, ticket: UploadTicket) -> None:
         """The waiting request is gone (reset, or its connection closed): never start it."""
         ticket.start = None
 
@@ -179,7 +180,7 @@ class UploadSlots:
             return  # a start() released a slot: the loop below carries on with it
         self._granting = True
         waiting = self._waiting
-        skipped: list[UploadSlots.Ticket] = []
+        skipped: list[UploadTicket] = []
         try:
             while waiting and self.in_use < self.total:
                 ticket = waiting.popleft()

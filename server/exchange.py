@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVarTuple
 
+from .errors import ClientDisconnected
 from .interfaces import Post, Runner, Sink
 from .wsgi import (
     HeadersError,
@@ -48,11 +49,6 @@ _INTERNAL_ERROR_HEAD = ResponseHead(
     500, "Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "21")]
 )
 _INTERNAL_ERROR_BODY = b"Internal Server Error"
-
-
-class ClientDisconnected(OSError):
-    """Raised in the application thread by ``wsgi.input`` (and by the response path) when the
-    client reset the stream, closed the connection, or stopped sending the body in time."""
 
 
 class Cancelled(Exception):

@@ -136,8 +136,11 @@ _good_status: dict[str, tuple[int, str]] = {}
 _good_headers: set[tuple[str, str]] = set()
 
 
-def status_code(status: str) -> tuple[int, str]:
-    """Split a WSGI status string ("200 OK") into (200, "OK"); raise HeadersError if invalid."""
+def status_code(status: object) -> tuple[int, str]:
+    """Split a WSGI status string ("200 OK") into (200, "OK"); raise HeadersError if invalid.
+
+    Takes any object: what an application passes is checked here, with a clear error, the same
+    in the pure and the compiled build (which would otherwise refuse a non-str at the call)."""
     if type(status) is not str:
         raise HeadersError(f"status must be a str, not {type(status).__name__}")
     known = _good_status.get(status)
@@ -153,8 +156,9 @@ def status_code(status: str) -> tuple[int, str]:
     return result
 
 
-def check_headers(headers: list[tuple[str, str]]) -> None:
-    """Raise HeadersError unless every header is a (token, text without CR/LF/NUL) str pair."""
+def check_headers(headers: object) -> list[tuple[str, str]]:
+    """Return ``headers`` once checked: raise HeadersError unless it is a list of (token, text
+    without CR/LF/NUL) str pairs. Takes any object, as status_code does."""
     if type(headers) is not list:
         raise HeadersError(f"response_headers must be a list, not {type(headers).__name__}")
     good = _good_headers
@@ -171,6 +175,7 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
         if len(good) >= _CACHE_LIMIT:
             good.clear()
         good.add(item)
+    return headers
 
 
 def _check_header(item: object) -> None:
@@ -221,8 +226,8 @@ class StartResponse:
 
     def __call__(
         self,
-        status: str,
-        response_headers: list[tuple[str, str]],
+        status: object,
+        response_headers: object,
         exc_info: ExcInfo | None = None,
     ) -> Callable[[bytes], None]:
         if exc_info is not None:
@@ -234,8 +239,7 @@ class StartResponse:
         elif self.head is not None:
             raise AssertionError("start_response called twice without exc_info")
         code, reason = status_code(status)
-        check_headers(response_headers)
-        self.head = ResponseHead(code, reason, response_headers)
+        self.head = ResponseHead(code, reason, check_headers(response_headers))
         return self.write
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -229,12 +229,16 @@ class HttpProtocol(BaseProtocol):
         self, raw_url: bytes, headers: list[tuple[bytes, bytes]], method: str, version: str
     ) -> dict[str, Any]:
         url = httptools.parse_url(raw_url)
-        raw_path = url.path or b"/"
+        # httptools' stubs say bytes, but an absent part is None: read around the stubs, or a
+        # compiled build checks the value against them and fails.
+        path = cast("bytes | None", getattr(url, "path"))  # noqa: B009
+        query = cast("bytes | None", getattr(url, "query"))  # noqa: B009
+        raw_path = path or b"/"
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
             "REQUEST_URI": raw_url.decode("latin-1"),
             "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
-            "QUERY_STRING": (url.query or b"").decode("latin-1"),
+            "QUERY_STRING": (query or b"").decode("latin-1"),
             "SERVER_PROTOCOL": f"HTTP/{version}",
             "SERVER_NAME": self._server_addr[0],
             "SERVER_PORT": self._server_addr[1],

@@ -228,11 +228,17 @@ def test_encode_request_vars_refuses(vars: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     ("status", "hdrs"),
-    [(99, []), ("200", []), (200, [("X", "a\nb")]), (200, [("", "x")]), (200, [("X", 1)])],
+    [(99, []), (200, [("X", "a\nb")]), (200, [("", "x")]), (200, [("X", 1)])],
 )
-def test_encode_response_head_refuses(status: object, hdrs: list[tuple[str, object]]) -> None:
+def test_encode_response_head_refuses(status: int, hdrs: list[tuple[str, object]]) -> None:
     with pytest.raises(LocalProtocolError):
         encode_response_head(PACK, status, "OK", hdrs)  # type: ignore[arg-type]
+
+
+def test_encode_response_head_wants_an_int_status() -> None:
+    # A TypeError, as for any argument of the wrong type, in the pure and compiled builds alike.
+    with pytest.raises(TypeError):
+        encode_response_head(PACK, "200", "OK", [])  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- CONTENT_LENGTH, deadline
