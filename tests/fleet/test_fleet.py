@@ -6,8 +6,9 @@ eight callers send GETs back to back, the test adds a backend to the answer, kil
 SIGKILL and starts it again, reloads one with HUP and takes one out of the answer. It waits for
 each state it needs (polling the client's metrics and what the callers saw), never for a time,
 and asserts counts: no request failed, the new backend answered before the resolver had been
-asked twice more, the slow one got under 1/(2N) of the requests, the killed one was ejected and
-came back, the one taken out got nothing more.
+asked twice more, the slow one got under 1/(2N) of the requests, the killed one (killed with
+requests held in flight on it) was ejected, those requests were retried elsewhere, and it came
+back; the one taken out got nothing more.
 """
 
 from __future__ import annotations
@@ -56,14 +57,19 @@ class Fleet:
         self.first_served: dict[str, int] = {}  # address -> resolver calls at its first answer
         self.failures: list[str] = []
 
+    def hold(self, address: str) -> Path:
+        """The file that, while it exists, holds the requests of ``address`` (see app.py)."""
+        return self.log_dir / f"hold-{address}"
+
     def start(self, address: str, delay: float = FAST) -> None:
-        os.environ["FLEET_DELAY"] = str(delay)  # read by the app; the server inherits it
+        # Read by the app; the server inherits them.
+        os.environ.update(FLEET_DELAY=str(delay), FLEET_HOLD=str(self.hold(address)))
         try:
             bind = f"{address}:{self.port}"
             self.servers[address] = start(APP, "--workers", "1", "--threads", "8",
                                           log_dir=self.log_dir, bind=bind)  # fmt: skip
         finally:
-            del os.environ["FLEET_DELAY"]
+            del os.environ["FLEET_DELAY"], os.environ["FLEET_HOLD"]
         self.port = self.servers[address].address[1]
 
     def stop(self) -> None:
@@ -147,10 +153,15 @@ async def test_a_fleet_that_changes_under_load(fleet: Fleet) -> None:
         await until("the new backend answers", lambda: fleet.served[added] > 0, client)
         assert fleet.first_served[added] <= fleet.first_asked[added] + 1
 
-        # SIGKILL, still in the answer: its requests move elsewhere, it is ejected...
+        # SIGKILL, still in the answer, with requests held in flight on it: they move
+        # elsewhere, and it is ejected...
+        fleet.hold(killed).touch()
+        await until("requests in flight on the backend to kill", lambda: (
+            client.metrics().endpoint(f"({killed})").outstanding >= 1), client)  # type: ignore[union-attr]  # fmt: skip
         dead = fleet.servers[killed]
         os.killpg(dead.pid, signal.SIGKILL)
         await anyio.to_thread.run_sync(dead.wait, 10)
+        fleet.hold(killed).unlink()
         await until("the killed backend is ejected", lambda: (
             client.metrics().endpoint(f"({killed})").ejections >= 1), client)  # type: ignore[union-attr]  # fmt: skip
         # ... and comes back when it is started again.
