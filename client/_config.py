@@ -89,6 +89,10 @@ class ClientConfig:
     #: Give every request that carries no ``traceparent`` header a new one (W3C Trace
     #: Context), so that the server's access log and the application can follow it.
     trace: bool = False
+    #: OpenTelemetry: a CLIENT span per attempt, its context sent as ``traceparent`` (see
+    #: docs/client.md). "auto": when opentelemetry-api is installed; True: the same, but the
+    #: client cannot be made without it; False: never (it is not even imported).
+    opentelemetry: bool | str = "auto"
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -116,6 +120,8 @@ class ClientConfig:
         _check("max_ejection_percent", self.max_ejection_percent, int, least=0, most=100)
         if not isinstance(self.trace, bool):
             raise ValueError(f"trace={self.trace!r}: must be True or False")
+        if not (isinstance(self.opentelemetry, bool) or self.opentelemetry == "auto"):
+            raise ValueError(f"opentelemetry={self.opentelemetry!r}: must be True, False or 'auto'")
 
     def connection_config(self) -> ConnectionConfig:
         """The sans-IO core's configuration for one new connection (its own Settings)."""

@@ -8,6 +8,8 @@ code of the project calls them. tests/test_dead_code.py runs this file, so an en
 name is renamed or removed fails there instead of quietly allowing a new dead name.
 """
 
+import opentelemetry.trace
+
 import benchmarks.app
 import muxwsgi
 import muxwsgi.client
@@ -49,6 +51,11 @@ _StreamProtocol.pause_writing
 # httpx calls a transport's handle_request / handle_async_request for every request.
 MuxTransport.handle_request
 AsyncMuxTransport.handle_async_request
+
+# OpenTelemetry's API reads its global tracer provider from these; tests/otel.py resets them
+# as OpenTelemetry's own test utilities do, so that a test's provider does not outlive it.
+opentelemetry.trace._TRACER_PROVIDER_SET_ONCE
+opentelemetry.trace._TRACER_PROVIDER
 
 # argparse's HelpFormatter calls _split_lines to wrap help text (overridden: no hyphen breaks).
 _HelpFormatter._split_lines

@@ -834,6 +834,15 @@ SETTINGS: tuple[Setting, ...] = (
         "exposed as environ['muxwsgi.request_id'].",
         metavar="HEADER",
     ),
+    Setting(
+        "opentelemetry",
+        LOGGING,
+        False,
+        "An OpenTelemetry SERVER span per request, child of the caller's traceparent and "
+        "current while the application runs (needs opentelemetry-api: pip install "
+        "'muxwsgi[otel]'; off by default: it costs time per request).",
+        kind="bool",
+    ),
 )
 
 #: The settings by name.
@@ -923,6 +932,7 @@ class Config:
     error_log: str | None = _default("error_log")
     stats: str | None = _default("stats")
     request_id_header: str = _default("request_id_header")
+    opentelemetry: bool = _default("opentelemetry")
 
 
 def config_mismatches(

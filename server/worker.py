@@ -83,6 +83,10 @@ class Worker:
     def run(self) -> int:
         try:
             app = self.load_app()
+            if self.config.opentelemetry:  # an optional dependency: imported only when asked for
+                from .otel import with_spans
+
+                app = with_spans(app)
         except Exception as exc:
             print(f"muxwsgi: {exc}", file=sys.stderr, flush=True)
             return APP_LOAD_ERROR

@@ -15,7 +15,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from muxwsgi import ErrorCode, ResponseReceived
 
@@ -48,11 +48,14 @@ from .._models import (
 )
 from .._primitives import AsyncBackground, async_sleep
 from .._retries import IDEMPOTENT, refused_pause
-from .._tracing import TRACEPARENT_VAR, new_traceparent
+from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
 from .classic import AsyncClassicExchange
 from .connection import AsyncMuxConnection, StreamState, _monotonic
 from .pool import AsyncPool
 from .response import AsyncResponse
+
+if TYPE_CHECKING:
+    from .._otel import AttemptSpan
 
 __all__ = ("AsyncClient",)
 
@@ -95,6 +98,7 @@ class AsyncClient:
         max_ejection_time: float = ClientConfig.max_ejection_time,
         max_ejection_percent: int = ClientConfig.max_ejection_percent,
         trace: bool = ClientConfig.trace,
+        opentelemetry: bool | str = ClientConfig.opentelemetry,
         resolver: AsyncResolver | None = None,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
@@ -124,7 +128,9 @@ class AsyncClient:
             max_ejection_time=max_ejection_time,
             max_ejection_percent=max_ejection_percent,
             trace=trace,
+            opentelemetry=opentelemetry,
         )
+        self._spans = client_spans(self.config.opentelemetry, self.endpoints)
         self._resolver = resolver
         self._counts = RequestCounts()
         self._background = AsyncBackground()
@@ -251,6 +257,8 @@ class AsyncClient:
             raise TypeError("the request body must be bytes, an iterable of bytes or a file")
         replayable = isinstance(body, bytes)
         traceparent = new_traceparent() if config.trace else None
+        spans = self._spans
+        span: AttemptSpan | None = None  # the OpenTelemetry span of the current attempt
         try:
             if self.protocol == "uwsgi":
                 return await self._send_classic(
@@ -261,6 +269,8 @@ class AsyncClient:
             avoid: EndpointStats | None = None  # the endpoint where the last attempt failed
             pause = 0.0  # how long a refused request waits to go back where it was refused
             while True:
+                if spans is not None:
+                    span = spans.start(method, target, transparent + config.retries - retries)
                 conn = await self._pool.acquire(deadline, avoid)
                 if pause and conn.stats is avoid:
                     left = remaining(deadline)
@@ -279,10 +289,12 @@ class AsyncClient:
                         server_port=str(conn.endpoint.port or ""),
                         local=conn.local,
                     )
+                    if span is not None:
+                        span.send(conn.endpoint, vars, block)
                     if traceparent is not None and (
                         block is None or TRACEPARENT_VAR not in block.names
                     ):
-                        vars[TRACEPARENT_VAR] = traceparent
+                        vars.setdefault(TRACEPARENT_VAR, traceparent)
                     head, state, sid = await conn.request(vars, block, body, deadline)
                 except Retry as exc:
                     await self._pool.release(conn)
@@ -294,6 +306,8 @@ class AsyncClient:
                         ) from None
                     counts.retried("transparent")
                     avoid, pause = conn.stats, refused_pause(transparent)
+                    if span is not None:
+                        span.failed(exc)
                     continue
                 except (TransportError, StreamResetError, RequestTimeout) as exc:
                     await self._pool.release(conn)
@@ -306,6 +320,8 @@ class AsyncClient:
                         retries -= 1
                         counts.retried("after_failure")
                         avoid, pause = conn.stats, 0.0
+                        if span is not None:
+                            span.failed(exc)
                         continue
                     raise
                 except BaseException:
@@ -313,9 +329,14 @@ class AsyncClient:
                     raise
                 now = _monotonic()
                 conn.stats.answered(now - sent, now)
+                if span is not None:
+                    span.answered(head.status)
                 return self._mux_response(conn, head, state, sid, deadline)
-        except ClientError as exc:
-            counts.failed(exc)
+        except BaseException as exc:
+            if isinstance(exc, ClientError):
+                counts.failed(exc)
+            if span is not None:  # the attempt that failed: a retry's span is ended already
+                span.failed(exc)
             raise
 
     def _mux_response(
@@ -359,10 +380,12 @@ class AsyncClient:
             body = b"".join(body_chunks(body))
         retries = self.config.retries
         attempts = 0
+        spans = self._spans
         while True:
             endpoint = self.endpoints[self._next_classic % len(self.endpoints)]
             self._next_classic += 1
             attempts += 1
+            span = None if spans is None else spans.start(method, target, attempts - 1)
             try:
                 left = remaining(deadline)
                 exchange = await AsyncClassicExchange.connect(
@@ -371,31 +394,37 @@ class AsyncClient:
                     if left is None
                     else min(left, self.config.connect_timeout),
                 )
-            except ConnectError:
-                # Nothing was sent: another endpoint may take it, whatever the method.
-                if attempts < len(self.endpoints) + self.config.max_transparent_retries and (
-                    len(self.endpoints) > 1
+                vars = build_vars(
+                    method,
+                    target,
+                    headers,
+                    body_length=len(body),
+                    server_name=endpoint.host or "localhost",
+                    server_port=str(endpoint.port or ""),
+                    local=exchange.local,
+                )
+                if span is not None:
+                    span.send(endpoint, vars, None)
+                if traceparent is not None:
+                    vars.setdefault(TRACEPARENT_VAR, traceparent)
+                await exchange.send(vars, body, deadline)
+            except BaseException as exc:
+                if span is not None:
+                    span.failed(exc)
+                # Nothing was sent after a ConnectError: another endpoint may take it,
+                # whatever the method.
+                if (
+                    isinstance(exc, ConnectError)
+                    and len(self.endpoints) > 1
+                    and attempts < len(self.endpoints) + self.config.max_transparent_retries
                 ):
                     continue
-                raise
-            vars = build_vars(
-                method,
-                target,
-                headers,
-                body_length=len(body),
-                server_name=endpoint.host or "localhost",
-                server_port=str(endpoint.port or ""),
-                local=exchange.local,
-            )
-            if traceparent is not None:
-                vars.setdefault(TRACEPARENT_VAR, traceparent)
-            try:
-                await exchange.send(vars, body, deadline)
-            except (ReadError, WriteError) as exc:
-                if retries > 0 and method in IDEMPOTENT:
+                if isinstance(exc, ReadError | WriteError) and retries > 0 and method in IDEMPOTENT:
                     retries -= 1
                     continue
-                raise exc
+                raise
+            if span is not None:
+                span.answered(exchange.status)
             break
 
         async def on_close(complete: bool) -> None:

@@ -32,6 +32,7 @@ OTHERS = {
     "max_ejection_time": 9.0,
     "max_ejection_percent": 50,
     "trace": True,
+    "opentelemetry": False,
 }
 #: The keywords that are not settings: where requests go, not how.
 NOT_SETTINGS = {"resolver"}
@@ -77,6 +78,8 @@ def test_every_setting_reaches_the_config(flavour: type[AsyncClient] | type[Clie
         ("max_ejection_time", 10.0, "at least 30.0"),
         ("max_ejection_percent", 101, "at most 100"),
         ("trace", 1, "True or False"),
+        ("opentelemetry", 1, "True, False or 'auto'"),
+        ("opentelemetry", "on", "True, False or 'auto'"),
     ],
 )
 def test_an_unusable_setting_is_refused_by_name(setting: str, value: object, message: str) -> None:
