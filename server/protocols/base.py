@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import cast
 
 from ..config import Config
@@ -44,6 +45,9 @@ class BaseProtocol(asyncio.Protocol):
     """Connection bookkeeping shared by the mux, classic uwsgi and HTTP protocols."""
 
     kind = "base"
+    #: What the connection's TLS adds to each request's environ (set by the TLS layer,
+    #: server/tls.py); None on a plaintext connection.
+    tls_environ: Mapping[str, object] | None = None
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
