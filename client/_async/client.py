@@ -44,6 +44,7 @@ from .._models import (
 )
 from .._primitives import AsyncBackground, async_sleep
 from .._retries import IDEMPOTENT, refused_pause
+from .._tls import CertTypes, VerifyTypes
 from .classic import AsyncClassicExchange
 from .connection import AsyncMuxConnection, StreamState
 from .pool import AsyncPool
@@ -80,6 +81,8 @@ class AsyncClient:
         stream_window: int = ClientConfig.stream_window,
         connection_window: int = ClientConfig.connection_window,
         max_transparent_retries: int = ClientConfig.max_transparent_retries,
+        verify: VerifyTypes = ClientConfig.verify,
+        cert: CertTypes = ClientConfig.cert,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -101,6 +104,8 @@ class AsyncClient:
             stream_window=stream_window,
             connection_window=connection_window,
             max_transparent_retries=max_transparent_retries,
+            verify=verify,
+            cert=cert,
         )
         self._background = AsyncBackground()
         self._pool = AsyncPool(self.endpoints, self._background, self.config)
@@ -229,6 +234,7 @@ class AsyncClient:
                     server_name=conn.endpoint.host or "localhost",
                     server_port=str(conn.endpoint.port or ""),
                     local=conn.local,
+                    scheme=conn.endpoint.request_scheme,
                 )
                 head, state, sid = await conn.request(vars, block, body, deadline)
             except Retry as exc:
@@ -312,6 +318,7 @@ class AsyncClient:
                     self.config.connect_timeout
                     if left is None
                     else min(left, self.config.connect_timeout),
+                    self.config,
                 )
             except ConnectError:
                 # Nothing was sent: another endpoint may take it, whatever the method.
@@ -328,6 +335,7 @@ class AsyncClient:
                 server_name=endpoint.host or "localhost",
                 server_port=str(endpoint.port or ""),
                 local=exchange.local,
+                scheme=endpoint.request_scheme,
             )
             try:
                 await exchange.send(vars, body, deadline)

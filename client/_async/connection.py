@@ -17,6 +17,7 @@ system call for all of them.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -63,6 +64,7 @@ from .._primitives import (
     async_gather_point,
     asyncio_loop,
 )
+from .._tls import certificate_names, describe_handshake_failure, is_name_mismatch
 
 __all__ = ("AsyncMuxConnection", "StreamState")
 
@@ -85,17 +87,50 @@ _KEEPALIVE_PING = b"kpalive!"
 DEADLINE_TICK = 0.01
 
 
-async def open_stream(endpoint: Endpoint, timeout: float | None) -> AsyncStream:
-    """Connect to ``endpoint``; ConnectTimeout or ConnectError (saying why, and what to do
-    where that is known) when it fails."""
+async def open_stream(
+    endpoint: Endpoint, timeout: float | None, config: ClientConfig
+) -> AsyncStream:
+    """Connect to ``endpoint`` (and run the TLS handshake, for muxs:// and uwsgis://);
+    ConnectTimeout or ConnectError (saying why, and what to do where that is known) when it
+    fails."""
+    tls = config.tls_context(endpoint.protocol) if endpoint.tls else None
     try:
-        return await async_connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
+        return await async_connect(
+            endpoint.connect_host, endpoint.port, endpoint.path, timeout, tls, endpoint.host
+        )
     except TimeoutError:
         raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+    except ssl.SSLError as exc:
+        names = (
+            await _certificate_names(endpoint, timeout, config) if is_name_mismatch(exc) else None
+        )
+        why = describe_handshake_failure(exc, endpoint.host, names)
+        raise ConnectError(f"{endpoint}: {why}") from None
     except OSError as exc:
         raise ConnectError(
             f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
         ) from None
+
+
+async def _certificate_names(
+    endpoint: Endpoint, timeout: float | None, config: ClientConfig
+) -> list[str] | None:
+    """The names on the certificate of a server that failed the name check, read over a
+    second connection that checks the chain only (for the error message; None if that fails
+    too, or the context is the caller's own)."""
+    probe = config.probe_context(endpoint.protocol)
+    if probe is None:
+        return None
+    try:
+        stream = await async_connect(
+            endpoint.connect_host, endpoint.port, "", timeout, probe, endpoint.host
+        )
+    except (OSError, TimeoutError):
+        return None
+    try:
+        return certificate_names(stream.peer_certificate())
+    finally:
+        await stream.close()
 
 
 class StreamState:
@@ -197,7 +232,7 @@ class AsyncMuxConnection:
         something else (an HTTP server) or closes at once (a classic uwsgi server).
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        stream = await open_stream(endpoint, timeout)
+        stream = await open_stream(endpoint, timeout, config)
         conn = cls(endpoint, stream, background, config)
         try:
             await conn._flush()
@@ -211,6 +246,10 @@ class AsyncMuxConnection:
                 f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
+        if isinstance(conn._error, ReadError):
+            # Before the server's PREFACE (a TLS alert refusing our certificate): nothing was
+            # processed, and the pool treats it as any other failure to connect.
+            raise ConnectError(str(conn._error))
         if conn._error is not None:
             raise conn._error
         return conn

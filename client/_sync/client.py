@@ -45,6 +45,7 @@ from .._models import (
 )
 from .._primitives import Background, sleep
 from .._retries import IDEMPOTENT, refused_pause
+from .._tls import CertTypes, VerifyTypes
 from .classic import ClassicExchange
 from .connection import MuxConnection, StreamState
 from .pool import Pool
@@ -81,6 +82,8 @@ class Client:
         stream_window: int = ClientConfig.stream_window,
         connection_window: int = ClientConfig.connection_window,
         max_transparent_retries: int = ClientConfig.max_transparent_retries,
+        verify: VerifyTypes = ClientConfig.verify,
+        cert: CertTypes = ClientConfig.cert,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -102,6 +105,8 @@ class Client:
             stream_window=stream_window,
             connection_window=connection_window,
             max_transparent_retries=max_transparent_retries,
+            verify=verify,
+            cert=cert,
         )
         self._background = Background()
         self._pool = Pool(self.endpoints, self._background, self.config)
@@ -230,6 +235,7 @@ class Client:
                     server_name=conn.endpoint.host or "localhost",
                     server_port=str(conn.endpoint.port or ""),
                     local=conn.local,
+                    scheme=conn.endpoint.request_scheme,
                 )
                 head, state, sid = conn.request(vars, block, body, deadline)
             except Retry as exc:
@@ -313,6 +319,7 @@ class Client:
                     self.config.connect_timeout
                     if left is None
                     else min(left, self.config.connect_timeout),
+                    self.config,
                 )
             except ConnectError:
                 # Nothing was sent: another endpoint may take it, whatever the method.
@@ -329,6 +336,7 @@ class Client:
                 server_name=endpoint.host or "localhost",
                 server_port=str(endpoint.port or ""),
                 local=exchange.local,
+                scheme=endpoint.request_scheme,
             )
             try:
                 exchange.send(vars, body, deadline)

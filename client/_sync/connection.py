@@ -18,6 +18,7 @@ system call for all of them.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator, Iterable
@@ -64,6 +65,7 @@ from .._primitives import (
     gather_point,
     asyncio_loop,
 )
+from .._tls import certificate_names, describe_handshake_failure, is_name_mismatch
 
 __all__ = ("MuxConnection", "StreamState")
 
@@ -86,17 +88,44 @@ _KEEPALIVE_PING = b"kpalive!"
 DEADLINE_TICK = 0.01
 
 
-def open_stream(endpoint: Endpoint, timeout: float | None) -> Stream:
-    """Connect to ``endpoint``; ConnectTimeout or ConnectError (saying why, and what to do
-    where that is known) when it fails."""
+def open_stream(endpoint: Endpoint, timeout: float | None, config: ClientConfig) -> Stream:
+    """Connect to ``endpoint`` (and run the TLS handshake, for muxs:// and uwsgis://);
+    ConnectTimeout or ConnectError (saying why, and what to do where that is known) when it
+    fails."""
+    tls = config.tls_context(endpoint.protocol) if endpoint.tls else None
     try:
-        return connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
+        return connect(
+            endpoint.connect_host, endpoint.port, endpoint.path, timeout, tls, endpoint.host
+        )
     except TimeoutError:
         raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+    except ssl.SSLError as exc:
+        names = _certificate_names(endpoint, timeout, config) if is_name_mismatch(exc) else None
+        why = describe_handshake_failure(exc, endpoint.host, names)
+        raise ConnectError(f"{endpoint}: {why}") from None
     except OSError as exc:
         raise ConnectError(
             f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
         ) from None
+
+
+def _certificate_names(
+    endpoint: Endpoint, timeout: float | None, config: ClientConfig
+) -> list[str] | None:
+    """The names on the certificate of a server that failed the name check, read over a
+    second connection that checks the chain only (for the error message; None if that fails
+    too, or the context is the caller's own)."""
+    probe = config.probe_context(endpoint.protocol)
+    if probe is None:
+        return None
+    try:
+        stream = connect(endpoint.connect_host, endpoint.port, "", timeout, probe, endpoint.host)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        return certificate_names(stream.peer_certificate())
+    finally:
+        stream.close()
 
 
 class StreamState:
@@ -198,7 +227,7 @@ class MuxConnection:
         something else (an HTTP server) or closes at once (a classic uwsgi server).
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        stream = open_stream(endpoint, timeout)
+        stream = open_stream(endpoint, timeout, config)
         conn = cls(endpoint, stream, background, config)
         try:
             conn._flush()
@@ -212,6 +241,10 @@ class MuxConnection:
                 f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
+        if isinstance(conn._error, ReadError):
+            # Before the server's PREFACE (a TLS alert refusing our certificate): nothing was
+            # processed, and the pool treats it as any other failure to connect.
+            raise ConnectError(str(conn._error))
         if conn._error is not None:
             raise conn._error
         return conn

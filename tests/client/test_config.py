@@ -25,6 +25,8 @@ OTHERS = {
     "stream_window": 1 << 16,
     "connection_window": 1 << 21,
     "max_transparent_retries": 4,
+    "verify": False,
+    "cert": __file__,  # any existing file: it is read at the first TLS connection
 }
 
 
