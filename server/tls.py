@@ -88,6 +88,17 @@ def server_context(config: Config) -> ssl.SSLContext | None:
         if config.tls_only:
             raise TlsConfigError("--tls-only needs --certfile (TLS is off without it)")
         return None
+    for flag, path in (
+        ("--certfile", config.certfile),
+        ("--keyfile", config.keyfile),
+        ("--ca-certs", config.ca_certs),
+    ):
+        if path is not None:  # OpenSSL's errors do not say which file it could not read
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise TlsConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[config.ssl_min_version]
     # A renegotiation costs the server a handshake at the client's will; TLS 1.3 has none.
@@ -102,8 +113,8 @@ def server_context(config: Config) -> ssl.SSLContext | None:
             ) from None
     try:
         context.load_cert_chain(config.certfile, config.keyfile)
-    except OSError as exc:
-        raise TlsConfigError(_file_error(config, exc)) from None
+    except ssl.SSLError as exc:
+        raise TlsConfigError(_chain_error(config, exc)) from None
     try:
         context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     except NotImplementedError:  # an OpenSSL without ALPN: clients then negotiate none
@@ -119,21 +130,17 @@ def server_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def _file_error(config: Config, exc: OSError) -> str:
-    """Why load_cert_chain failed, naming the file and the setting."""
-    if isinstance(exc, ssl.SSLError):
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            return (
-                f"--keyfile {config.keyfile or config.certfile} is not the key of --certfile "
-                f"{config.certfile}"
-            )
-        where = f"--certfile {config.certfile}"
-        if config.keyfile is not None:
-            where += f" / --keyfile {config.keyfile}"
-        return f"{where}: not a PEM certificate chain and its private key ({_reason(exc)})"
-    name = exc.filename or config.certfile
-    flag = "--keyfile" if name == config.keyfile else "--certfile"
-    return f"{flag} {name}: {exc.strerror or exc}"
+def _chain_error(config: Config, exc: ssl.SSLError) -> str:
+    """Why load_cert_chain failed, naming the files and the settings."""
+    if exc.reason == "KEY_VALUES_MISMATCH":
+        return (
+            f"--keyfile {config.keyfile or config.certfile} is not the key of --certfile "
+            f"{config.certfile}"
+        )
+    where = f"--certfile {config.certfile}"
+    if config.keyfile is not None:
+        where += f" / --keyfile {config.keyfile}"
+    return f"{where}: not a PEM certificate chain and its private key ({_reason(exc)})"
 
 
 def _reason(exc: OSError) -> str:
@@ -397,6 +404,10 @@ class TlsProtocol(BaseProtocol):
                     self._send_pending()
                     self._abort_inner()
                     return
+                if not chunk:  # close_notify (OpenSSL's clean end reads as b"")
+                    budget_spent = False
+                    self._ended = True
+                    break
                 chunks.append(chunk)
             if self._outgoing.pending:
                 self._send_pending()  # post-handshake messages (a KeyUpdate's answer)

@@ -211,6 +211,9 @@ class AsyncMuxConnection:
         self._ready = AsyncEvent(self._loop)
         self._error: Exception | None = None
         self._ping_sent = 0.0
+        #: Why the server said it ends the connection (a GOAWAY with an error), for the error
+        #: its close then raises.
+        self._goaway_reason = ""
         #: Streams reserved by the pool and not yet finished (the balancing figure).
         self.outstanding = 0
         self.local = stream.local_address()
@@ -246,10 +249,15 @@ class AsyncMuxConnection:
                 f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
-        if isinstance(conn._error, ReadError):
-            # Before the server's PREFACE (a TLS alert refusing our certificate): nothing was
-            # processed, and the pool treats it as any other failure to connect.
-            raise ConnectError(str(conn._error))
+        if conn._goaway_reason or isinstance(conn._error, ReadError | WriteError):
+            # Refused before any request (a TLS alert refusing our certificate, a GOAWAY
+            # with an error after the PREFACE): nothing was processed, and the pool treats
+            # it as any other failure to connect.
+            why = str(conn._error)
+            if conn._goaway_reason:
+                why = f"{endpoint}: the server refused the connection{conn._goaway_reason}"
+            await conn.aclose()
+            raise ConnectError(why)
         if conn._error is not None:
             raise conn._error
         return conn
@@ -304,7 +312,9 @@ class AsyncMuxConnection:
                             "answering the muxwsgi PREFACE (a classic uwsgi server? to speak "
                             f"classic uwsgi to it, use {classic})"
                         )
-                    raise ReadError(f"{self.endpoint}: the server closed the connection")
+                    raise ReadError(
+                        f"{self.endpoint}: the server closed the connection{self._goaway_reason}"
+                    )
                 while True:  # a slice of the frames at a time (see _FRAMES_PER_SLICE)
                     with self._guard:
                         try:
@@ -314,7 +324,11 @@ class AsyncMuxConnection:
                                 f"{self.endpoint}: not a muxwsgi server: it sent "
                                 f"{describe_peer_bytes(data)}"
                             ) from None
-                    await self._flush()  # acknowledgements and window updates the data caused
+                    try:
+                        await self._flush()  # acknowledgements and window updates the data caused
+                    except WriteError:
+                        self._dispatch(events)  # what the server said last (a GOAWAY's reason)
+                        raise
                     got_any = True
                     self._dispatch(events)
                     if not self._core.frames_buffered:
@@ -384,8 +398,10 @@ class AsyncMuxConnection:
                 self._ready.set()
             elif type(event) is PingAcknowledged and event.data == _KEEPALIVE_PING:
                 self._ping_sent = 0.0
-            elif type(event) is ConnectionTerminated:
-                pass  # refused streams were reported as StreamReset; usable turns False
+            elif type(event) is ConnectionTerminated and event.error_code is not ErrorCode.NO_ERROR:
+                # Refused streams were reported as StreamReset; usable turns False.
+                debug = event.debug.decode("utf-8", "replace")
+                self._goaway_reason = f" (GOAWAY {event.error_code.name}: {debug})"
 
     async def _keepalive(self) -> None:
         """No byte for keepalive_interval: ping; no answer in keepalive_timeout: dead peer."""
@@ -436,7 +452,7 @@ class AsyncMuxConnection:
                 why = exc.strerror or str(exc)
             else:
                 why = "interrupted"
-            error = WriteError(f"{self.endpoint}: {why}")
+            error = WriteError(f"{self.endpoint}: {why}{self._goaway_reason}")
             self._fail(error)
             if isinstance(exc, Exception):
                 raise error from None

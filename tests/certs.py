@@ -1,0 +1,83 @@
+"""Certificates for the TLS tests, made by trustme in a temporary directory: none is checked in.
+
+One CA signs the server's certificate (localhost, 127.0.0.1, ::1) and the client's; a second
+CA signs what the server must refuse (and a server certificate for another name); one client
+certificate has expired.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+__all__ = ("Certs", "make_certs")
+
+#: The subject's common name of the good client certificate (SSL_CLIENT_S_DN shows it).
+CLIENT_NAME = "client-1"
+
+
+@dataclass(frozen=True)
+class Certs:
+    """PEM files; ``*_pem`` files hold a certificate chain and its key together."""
+
+    ca: Path
+    server_cert: Path  # the chain only
+    server_key: Path
+    client_pem: Path
+    client_cert: Path  # the same client, certificate and key apart (curl's --cert/--key)
+    client_key: Path
+    expired_client_pem: Path
+    other_ca: Path
+    other_ca_client_pem: Path
+    #: Signed by the good CA, for api.example and www.api.example only.
+    other_name_pem: Path
+
+    def client_context(self, *, cert: Path | None = None) -> ssl.SSLContext:
+        """A Python client context that trusts our CA (and presents ``cert``)."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if cert is not None:
+            context.load_cert_chain(str(cert))
+        return context
+
+
+def make_certs(directory: Path) -> Certs:
+    ca = trustme.CA()
+    other_ca = trustme.CA()
+    now = datetime.datetime.now(datetime.UTC)
+    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    client = ca.issue_cert("client@example.com", common_name=CLIENT_NAME)
+    expired = ca.issue_cert(
+        "expired@example.com",
+        common_name="expired",
+        not_before=now - datetime.timedelta(days=3),
+        not_after=now - datetime.timedelta(days=1),
+    )
+    stranger = other_ca.issue_cert("stranger@example.com", common_name="stranger")
+    other_name = ca.issue_cert("api.example", "www.api.example")
+    certs = Certs(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_pem=directory / "client.pem",
+        client_cert=directory / "client-cert.pem",
+        client_key=directory / "client-key.pem",
+        expired_client_pem=directory / "expired.pem",
+        other_ca=directory / "other-ca.pem",
+        other_ca_client_pem=directory / "stranger.pem",
+        other_name_pem=directory / "api-example.pem",
+    )
+    ca.cert_pem.write_to_path(str(certs.ca))
+    other_ca.cert_pem.write_to_path(str(certs.other_ca))
+    certs.server_cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(certs.server_key))
+    client.private_key_and_cert_chain_pem.write_to_path(str(certs.client_pem))
+    certs.client_cert.write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    client.private_key_pem.write_to_path(str(certs.client_key))
+    expired.private_key_and_cert_chain_pem.write_to_path(str(certs.expired_client_pem))
+    stranger.private_key_and_cert_chain_pem.write_to_path(str(certs.other_ca_client_pem))
+    other_name.private_key_and_cert_chain_pem.write_to_path(str(certs.other_name_pem))
+    return certs
