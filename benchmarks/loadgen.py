@@ -49,6 +49,9 @@ class LoadSpec:
     slow_path: str | None = None
     #: Each request's deadline in seconds (None: none), the same for every driver.
     timeout: float | None = 30.0
+    #: muxs:// and uwsgis://: the client's verify= and cert= (benchmarks/targets.py).
+    verify: str | None = None
+    cert: str | None = None
 
 
 @dataclass
@@ -104,10 +107,11 @@ async def _mux_or_uwsgi(spec: LoadSpec) -> AsyncIterator[list[Send]]:
     # One client per connection: a client's pool opens a second connection only when the
     # first is at the server's MAX_CONCURRENT_STREAMS, and a pool here means spreading streams.
     count = spec.connections if spec.driver == "mux" else 1
+    tls = {"verify": spec.verify, "cert": spec.cert} if spec.verify else {}
     async with AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                AsyncClient(spec.url, timeout=spec.timeout, max_connections_per_endpoint=1)
+                AsyncClient(spec.url, timeout=spec.timeout, max_connections_per_endpoint=1, **tls)
             )
             for _ in range(count)
         ]

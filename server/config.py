@@ -437,8 +437,8 @@ SETTINGS: tuple[Setting, ...] = (
         "ssl_ciphers",
         TLS,
         None,
-        "OpenSSL cipher list for TLS 1.2 (unset: Python's default, forward-secret AEAD "
-        "ciphers only; TLS 1.3's suites are all strong and always on).",
+        "OpenSSL cipher list for TLS 1.2 (unset: Python's default, forward-secret ciphers "
+        "only; TLS 1.3's suites are all strong and always on).",
         metavar="CIPHERS",
     ),
     Setting(

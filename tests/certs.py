@@ -1,8 +1,8 @@
 """Certificates for the TLS tests, made by trustme in a temporary directory: none is checked in.
 
-One CA signs the server's certificate (localhost, 127.0.0.1, ::1) and the client's; a second
-CA signs what the server must refuse (and a server certificate for another name); one client
-certificate has expired.
+One CA signs the server's certificate (localhost, 127.0.0.1, ::1), the client's and a gateway's
+(nginx's, as a client of the server); a second CA signs what the server must refuse; one client
+certificate has expired; one server certificate is for other names.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ __all__ = ("Certs", "make_certs")
 
 #: The subject's common name of the good client certificate (SSL_CLIENT_S_DN shows it).
 CLIENT_NAME = "client-1"
+#: The common name of the gateway's (nginx's) client certificate.
+GATEWAY_NAME = "gateway"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Certs:
     client_pem: Path
     client_cert: Path  # the same client, certificate and key apart (curl's --cert/--key)
     client_key: Path
+    gateway_cert: Path
+    gateway_key: Path
     expired_client_pem: Path
     other_ca: Path
     other_ca_client_pem: Path
@@ -50,6 +54,7 @@ def make_certs(directory: Path) -> Certs:
     now = datetime.datetime.now(datetime.UTC)
     server = ca.issue_cert("localhost", "127.0.0.1", "::1")
     client = ca.issue_cert("client@example.com", common_name=CLIENT_NAME)
+    gateway = ca.issue_cert("gateway@example.com", common_name=GATEWAY_NAME)
     expired = ca.issue_cert(
         "expired@example.com",
         common_name="expired",
@@ -65,6 +70,8 @@ def make_certs(directory: Path) -> Certs:
         client_pem=directory / "client.pem",
         client_cert=directory / "client-cert.pem",
         client_key=directory / "client-key.pem",
+        gateway_cert=directory / "gateway-cert.pem",
+        gateway_key=directory / "gateway-key.pem",
         expired_client_pem=directory / "expired.pem",
         other_ca=directory / "other-ca.pem",
         other_ca_client_pem=directory / "stranger.pem",
@@ -77,6 +84,8 @@ def make_certs(directory: Path) -> Certs:
     client.private_key_and_cert_chain_pem.write_to_path(str(certs.client_pem))
     certs.client_cert.write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
     client.private_key_pem.write_to_path(str(certs.client_key))
+    certs.gateway_cert.write_bytes(b"".join(blob.bytes() for blob in gateway.cert_chain_pems))
+    gateway.private_key_pem.write_to_path(str(certs.gateway_key))
     expired.private_key_and_cert_chain_pem.write_to_path(str(certs.expired_client_pem))
     stranger.private_key_and_cert_chain_pem.write_to_path(str(certs.other_ca_client_pem))
     other_name.private_key_and_cert_chain_pem.write_to_path(str(certs.other_name_pem))
