@@ -388,8 +388,15 @@ class TlsProtocol(BaseProtocol):
         budget_spent = False
         if not self._ended:
             read = self._ssl.read
+            incoming = self._incoming
             budget_spent = True
             for _ in range(RECORDS_PER_TURN):
+                if not incoming.pending and not incoming.eof:
+                    # Everything read was decrypted: no call that can only say "want read"
+                    # (each call into OpenSSL gives up the GIL, and the application threads
+                    # may keep it for a switch interval).
+                    budget_spent = False
+                    break
                 try:
                     chunk = read(_READ_SIZE)
                 except ssl.SSLWantReadError:
