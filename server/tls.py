@@ -60,6 +60,12 @@ ALPN_PROTOCOLS = ("muxwsgi/1", "http/1.1")
 RECORDS_PER_TURN = 32
 #: The most plaintext asked of one record read (more than a record holds: one read, one record).
 _READ_SIZE = 1 << 17
+#: OpenSSL's memory buffers keep the largest size they ever held for the connection's life:
+#: ciphertext goes into them in slices of this size (a socket read can bring 256 KiB, an
+#: application's write any size), so that each TLS connection keeps tens of KiB, not MiBs.
+_SLICE = 1 << 15
+#: More than one record (16 KiB and its overhead): the incoming buffer is filled up to here.
+_RECORD_ROOM = 17 * 1024
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -330,6 +336,8 @@ class TlsProtocol(BaseProtocol):
         #: A turn is scheduled to decrypt what the last one left (RECORDS_PER_TURN).
         self._turn_pending = False
         self._socket_paused = False
+        #: Ciphertext read from the socket and not yet in the incoming buffer (see _SLICE).
+        self._backlog: memoryview | None = None
         #: The socket's end was seen (FIN); passed on once everything before it was.
         self._socket_eof = False
         #: The TLS stream ended (close_notify, or the socket's end): nothing more to decrypt.
@@ -343,11 +351,26 @@ class TlsProtocol(BaseProtocol):
     def data_received(self, data: bytes) -> None:
         if self.shut or (self.closed and self.inner is None):
             return
-        self._incoming.write(data)
         if self.inner is None:
+            self._incoming.write(data)  # handshake messages: small, or refused by OpenSSL
             self._handshake()
-        elif not self._turn_pending:
+            return
+        backlog = self._backlog
+        self._backlog = memoryview(data if backlog is None else bytes(backlog) + data)
+        if not self._turn_pending:
             self.turn()
+
+    def _fill(self) -> None:
+        """Move the next slice of the backlog into the incoming buffer (its end, after it)."""
+        backlog = self._backlog
+        assert backlog is not None
+        self._incoming.write(backlog[:_SLICE])
+        if len(backlog) > _SLICE:
+            self._backlog = backlog[_SLICE:]
+            return
+        self._backlog = None
+        if self._socket_eof:
+            self._incoming.write_eof()
 
     def _handshake(self) -> None:
         try:
@@ -391,6 +414,8 @@ class TlsProtocol(BaseProtocol):
             incoming = self._incoming
             budget_spent = True
             for _ in range(RECORDS_PER_TURN):
+                if self._backlog is not None and incoming.pending < _RECORD_ROOM:
+                    self._fill()
                 if not incoming.pending and not incoming.eof:
                     # Everything read was decrypted: no call that can only say "want read"
                     # (each call into OpenSSL gives up the GIL, and the application threads
@@ -447,7 +472,7 @@ class TlsProtocol(BaseProtocol):
         as it would on a plain socket (never delivered inside its resume_reading call)."""
         self.inner_paused = False
         if not self._turn_pending and (
-            self._incoming.pending or self._ssl.pending() or self._socket_eof or self._ended
+            self._incoming.pending or self._backlog is not None or self._socket_eof or self._ended
         ):
             self._turn_pending = True
             self.ctx.loop.call_soon(self.turn)
@@ -461,7 +486,8 @@ class TlsProtocol(BaseProtocol):
         if self.shut:
             return False  # our close_notify went out: the close is complete
         self._socket_eof = True
-        self._incoming.write_eof()
+        if self._backlog is None:
+            self._incoming.write_eof()  # else after the backlog (_fill)
         if not self._turn_pending:
             self.turn()
         return True  # kept open: the inner protocol decides when it closes
@@ -513,8 +539,15 @@ class TlsProtocol(BaseProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.inner is not None:
-            self.inner.connection_lost(exc)
+        inner, self.inner, self.facade = self.inner, None, None
+        if inner is not None:
+            inner.connection_lost(exc)
+            # The inner protocol may live on in a reference cycle of its own (with its
+            # request's input stream, say) until the cyclic collector runs, which can take
+            # thousands of connections: it must not keep the layer and OpenSSL's state alive
+            # all that time. Its transport is optional to it; its peer is kept.
+            inner._peer = inner.peer
+            inner.transport = None
 
     # ---------------------------------------------------------------- the worker's tick
 
@@ -555,6 +588,9 @@ class TlsTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._stopped or not data:
             return
+        if len(data) > _SLICE:
+            self._write_slices(memoryview(data))
+            return
         try:
             self._encrypt(data)
         except ssl.SSLError as exc:
@@ -562,6 +598,11 @@ class TlsTransport(asyncio.Transport):
             self.abort()
             return
         self._send(self._ciphertext())
+
+    def _write_slices(self, view: memoryview) -> None:
+        """A large write, a slice at a time (see _SLICE)."""
+        for start in range(0, len(view), _SLICE):
+            self.write(view[start : start + _SLICE])
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))

@@ -5,7 +5,9 @@ loop turn, and what closing sends. Deterministic: every step is counted, nothing
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from muxwsgi.server.config import Config
 from muxwsgi.server.dispatch import AppRunner
 from muxwsgi.server.protocols.base import BaseProtocol, ServerContext
-from muxwsgi.server.tls import RECORDS_PER_TURN, TlsProtocol, server_context
+from muxwsgi.server.tls import _SLICE, RECORDS_PER_TURN, TlsProtocol, server_context
 
 from ..certs import Certs, make_certs
 
@@ -25,12 +27,14 @@ class Socket(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.sent = bytearray()
+        self.writes: list[int] = []
         self.reading = True
         self.closed = False
         self.eof_sent = False
 
     def write(self, data: Any) -> None:
         self.sent += data
+        self.writes.append(len(data))
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -131,14 +135,17 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.fixture
-def tls(
-    certs: Certs, loop: asyncio.AbstractEventLoop
-) -> Iterator[tuple[TlsProtocol, Socket, Peer, list[Inner]]]:
+def ctx(certs: Certs, loop: asyncio.AbstractEventLoop) -> Iterator[ServerContext]:
     config = Config(certfile=str(certs.server_cert), keyfile=str(certs.server_key))
     runner = AppRunner(lambda e, s: [], loop, threads=1, send_buffer_size=4096,
                        multiprocess=False)  # fmt: skip
-    ctx = ServerContext(config, runner, loop)
-    context = server_context(config)
+    yield ServerContext(config, runner, loop)
+    runner.stop(1.0)
+
+
+def connect(certs: Certs, ctx: ServerContext) -> tuple[TlsProtocol, Socket, Peer, list[Inner]]:
+    """A layer with its inner protocol, after a handshake with a Peer."""
+    context = server_context(ctx.config)
     assert context is not None
     made: list[Inner] = []
 
@@ -151,8 +158,12 @@ def tls(
     layer.connection_made(sock)
     peer = Peer(certs, layer, sock)
     peer.handshake()
-    yield layer, sock, peer, made
-    runner.stop(1.0)
+    return layer, sock, peer, made
+
+
+@pytest.fixture
+def tls(certs: Certs, ctx: ServerContext) -> tuple[TlsProtocol, Socket, Peer, list[Inner]]:
+    return connect(certs, ctx)
 
 
 def next_turn(loop: asyncio.AbstractEventLoop) -> None:
@@ -236,3 +247,42 @@ def test_writes_are_encrypted_and_closing_sends_close_notify(
     transport.write(b"after the end")  # dropped, as a closed transport drops it
     layer.data_received(peer.records(2))  # after our close_notify: dropped unread
     assert sock.sent == b"" and inner.received == b""
+
+
+def test_openssls_buffers_are_filled_a_slice_at_a_time(
+    tls: tuple[TlsProtocol, Socket, Peer, list[Inner]], loop: asyncio.AbstractEventLoop
+) -> None:
+    """OpenSSL's memory buffers keep their largest size: a socket read of 256 KiB goes in a
+    slice at a time, and so does a large write."""
+    layer, sock, peer, (inner,) = tls
+    payload = bytes(range(256)) * 1024
+    peer.tls.write(payload)
+    layer.data_received(peer.outgoing.read())
+    while len(inner.received) < len(payload):
+        assert layer._incoming.pending <= _SLICE + 17 * 1024
+        next_turn(loop)
+    assert inner.received == payload
+    assert inner.transport is not None
+    sock.writes.clear()
+    inner.transport.write(payload)
+    assert len(sock.writes) == len(payload) // _SLICE
+    assert max(sock.writes) < _SLICE + 1024  # a slice and its records' overhead
+    assert peer.read() == payload
+
+
+def test_a_closed_connection_frees_openssls_state_without_the_collector(
+    certs: Certs, ctx: ServerContext
+) -> None:
+    """Even when the inner protocol is garbage in a cycle of its own (a request's input
+    stream refers back to it), the layer and its SSLObject go when the connection does."""
+    layer, sock, peer, (inner,) = connect(certs, ctx)
+    inner.cycle = inner  # type: ignore[attr-defined]
+    freed = weakref.ref(layer._ssl)
+    gc.disable()
+    try:
+        layer.connection_lost(None)
+        assert inner.transport is None and inner.peer == "127.0.0.1:5555"
+        del layer, sock, peer, inner
+        assert freed() is None
+    finally:
+        gc.enable()
