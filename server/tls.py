@@ -553,18 +553,7 @@ class TlsProtocol(BaseProtocol):
 
     def check_timeouts(self, now: float) -> None:
         # Only while handshaking: afterwards the inner protocol is the worker's connection.
-        if self.closed:
-            self.linger_expired(now)
-            return
-        if self.drain_expired(now):
-            return
-        if now - self.opened > self.config.header_timeout:
-            log.info(
-                "closing a connection from %s: TLS handshake not complete in %gs",
-                self.peer,
-                self.config.header_timeout,
-            )
-            self.close(linger=False)
+        self.check_preface_timeout(now, "TLS handshake not complete", linger=False)
 
 
 class TlsTransport(asyncio.Transport):

@@ -8,13 +8,14 @@ certificate has expired; one server certificate is for other names.
 from __future__ import annotations
 
 import datetime
+import http.client
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
 
-__all__ = ("Certs", "make_certs")
+__all__ = ("Certs", "https_get", "make_certs")
 
 #: The subject's common name of the good client certificate (SSL_CLIENT_S_DN shows it).
 CLIENT_NAME = "client-1"
@@ -79,14 +80,30 @@ def make_certs(directory: Path) -> Certs:
     )
     ca.cert_pem.write_to_path(str(certs.ca))
     other_ca.cert_pem.write_to_path(str(certs.other_ca))
-    certs.server_cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
-    server.private_key_pem.write_to_path(str(certs.server_key))
-    client.private_key_and_cert_chain_pem.write_to_path(str(certs.client_pem))
-    certs.client_cert.write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
-    client.private_key_pem.write_to_path(str(certs.client_key))
-    certs.gateway_cert.write_bytes(b"".join(blob.bytes() for blob in gateway.cert_chain_pems))
-    gateway.private_key_pem.write_to_path(str(certs.gateway_key))
-    expired.private_key_and_cert_chain_pem.write_to_path(str(certs.expired_client_pem))
-    stranger.private_key_and_cert_chain_pem.write_to_path(str(certs.other_ca_client_pem))
-    other_name.private_key_and_cert_chain_pem.write_to_path(str(certs.other_name_pem))
+    for issued, chain, key in (
+        (server, certs.server_cert, certs.server_key),
+        (client, certs.client_cert, certs.client_key),
+        (gateway, certs.gateway_cert, certs.gateway_key),
+    ):
+        chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+        issued.private_key_pem.write_to_path(str(key))
+    for issued, both in (
+        (client, certs.client_pem),
+        (expired, certs.expired_client_pem),
+        (stranger, certs.other_ca_client_pem),
+        (other_name, certs.other_name_pem),
+    ):
+        issued.private_key_and_cert_chain_pem.write_to_path(str(both))
     return certs
+
+
+def https_get(port: int, certs: Certs, path: str, cert: Path | None = None) -> tuple[int, bytes]:
+    """GET ``path`` from https://localhost:``port`` with our CA (presenting ``cert``)."""
+    context = certs.client_context(cert=cert)
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=20)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

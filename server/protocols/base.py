@@ -145,6 +145,16 @@ class BaseProtocol(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the worker: enforce this connection's timeouts."""
 
+    def check_preface_timeout(self, now: float, missing: str, *, linger: bool = True) -> None:
+        """check_timeouts of a connection that has not chosen its protocol yet: close it once
+        header_timeout passed, logging what is ``missing`` ("nothing received")."""
+        if self.closed:
+            self.linger_expired(now)
+        elif not self.drain_expired(now) and now - self.opened > self.config.header_timeout:
+            log.info("closing a connection from %s: %s in %gs", self.peer, missing,
+                     self.config.header_timeout)  # fmt: skip
+            self.close(linger=linger)
+
     def shutdown(self) -> None:
         """Graceful stop: finish what was accepted, accept nothing new, then close.
 

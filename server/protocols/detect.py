@@ -159,15 +159,4 @@ class DetectProtocol(BaseProtocol):
         self.close()
 
     def check_timeouts(self, now: float) -> None:
-        if self.closed:
-            self.linger_expired(now)
-            return
-        if self.drain_expired(now):
-            return
-        if now - self.opened > self.config.header_timeout:
-            log.info(
-                "closing a connection from %s: nothing received in %gs",
-                self.peer,
-                self.config.header_timeout,
-            )
-            self.close()
+        self.check_preface_timeout(now, "nothing received")

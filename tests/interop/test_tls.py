@@ -4,7 +4,6 @@ nginx passing on its own clients' certificates. Certificates from tests/certs.py
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..certs import CLIENT_NAME, GATEWAY_NAME, Certs, make_certs
+from ..certs import CLIENT_NAME, GATEWAY_NAME, Certs, https_get, make_certs
 from ..servers import ROOT, ServerProcess, start, until
 from .nginx import free_port, run_nginx
 
@@ -61,17 +60,6 @@ def docs_suwsgi_site(certs: Certs, server: ServerProcess, port: int) -> str:
         assert old in site, f"docs/tls.md's nginx site changed shape: no {old!r}"
         site = site.replace(old, new)
     return site
-
-
-def https_get(port: int, certs: Certs, path: str, cert: Path | None = None) -> tuple[int, bytes]:
-    context = certs.client_context(cert=cert)
-    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=20)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def test_nginx_suwsgi_with_a_client_certificate(

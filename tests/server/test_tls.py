@@ -5,7 +5,6 @@ tickets good in every worker)."""
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import shutil
 import signal
@@ -22,7 +21,7 @@ from muxwsgi.server.config import Config
 from muxwsgi.server.tls import TlsConfigError, distinguished_name, server_context
 from muxwsgi.server.wsgi import prepare_environ
 
-from ..certs import CLIENT_NAME, Certs, make_certs
+from ..certs import CLIENT_NAME, Certs, https_get, make_certs
 from ..servers import ServerProcess, start, until
 
 
@@ -143,19 +142,8 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(iter(lambda: sock.recv(65536), b""))
 
 
-def https_get(server: ServerProcess, certs: Certs, path: str) -> tuple[int, bytes]:
-    context = certs.client_context()
-    conn = http.client.HTTPSConnection("localhost", server.address[1], context=context, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def test_one_port_serves_https_and_plain_http(server: ServerProcess, certs: Certs) -> None:
-    status, body = https_get(server, certs, "/environ")
+    status, body = https_get(server.address[1], certs, "/environ")
     env = json.loads(body)
     assert status == 200 and env["muxwsgi.protocol"] == "http"
     assert env["wsgi.url_scheme"] == "https" and env["HTTPS"] == "on"
