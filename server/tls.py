@@ -589,9 +589,17 @@ class TlsTransport(asyncio.Transport):
         self._send(self._ciphertext())
 
     def _write_slices(self, view: memoryview) -> None:
-        """A large write, a slice at a time (see _SLICE)."""
-        for start in range(0, len(view), _SLICE):
-            self.write(view[start : start + _SLICE])
+        """A large write, encrypted a slice at a time (see _SLICE), sent in one socket write."""
+        pieces = []
+        try:
+            for start in range(0, len(view), _SLICE):
+                self._encrypt(view[start : start + _SLICE])
+                pieces.append(self._ciphertext())
+        except ssl.SSLError as exc:
+            log.info("TLS connection: cannot encrypt (%s); closing", exc.reason or exc)
+            self.abort()
+            return
+        self._transport.writelines(pieces)
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))

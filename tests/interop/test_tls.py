@@ -9,6 +9,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -152,3 +153,21 @@ def test_python_ssl_module_peers(certs: Certs, server: ServerProcess) -> None:
     assert env["SSL_CLIENT_VERIFY"] == "SUCCESS"
     with pytest.raises(urllib.error.URLError, match="certificate verify failed"):
         urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=20)
+
+
+def test_muxwsgi_request_with_curls_flags(certs: Certs, server: ServerProcess) -> None:
+    url = f"muxs://localhost:{server.address[1]}/environ"
+
+    def request(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "muxwsgi", "request", *args, url],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    done = request("--cacert", str(certs.ca), "--cert", str(certs.client_cert), "--key",
+                   str(certs.client_key))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["SSL_CLIENT_S_DN"].startswith(f"CN={CLIENT_NAME},")
+    insecure = request("-k", "--cert", str(certs.client_pem))
+    assert insecure.returncode == 0, insecure.stderr
+    unverified = request("--cert", str(certs.client_pem))
+    assert unverified.returncode == 1 and "failed verification" in unverified.stderr
+    assert request("--key", str(certs.client_key)).returncode == 2  # --key needs --cert

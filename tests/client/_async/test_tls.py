@@ -163,3 +163,17 @@ def test_tls_settings_are_checked_at_once(tmp_path: Path) -> None:
         AsyncClient("muxs://localhost:1", cert=(__file__, "key.pem"))
     with pytest.raises(ValueError, match="load the certificate into the context"):
         AsyncClient("muxs://localhost:1", verify=ssl.create_default_context(), cert=__file__)
+
+
+@pytest.mark.anyio
+async def test_the_httpx_transport_passes_verify_and_cert_on(
+    mtls_server: str, certs: Certs
+) -> None:
+    import httpx
+
+    from muxwsgi.client import AsyncMuxTransport
+
+    transport = AsyncMuxTransport(f"muxs://localhost:{mtls_server}", **mutual(certs))
+    async with httpx.AsyncClient(transport=transport, base_url="https://backend") as http:
+        env = (await http.get("/environ")).json()
+    assert env["SSL_CLIENT_S_DN"].startswith(f"CN={CLIENT_NAME},")

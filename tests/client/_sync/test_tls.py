@@ -154,3 +154,14 @@ def test_tls_settings_are_checked_at_once(tmp_path: Path) -> None:
         Client("muxs://localhost:1", cert=(__file__, "key.pem"))
     with pytest.raises(ValueError, match="load the certificate into the context"):
         Client("muxs://localhost:1", verify=ssl.create_default_context(), cert=__file__)
+
+
+def test_the_httpx_transport_passes_verify_and_cert_on(mtls_server: str, certs: Certs) -> None:
+    import httpx
+
+    from muxwsgi.client import MuxTransport
+
+    transport = MuxTransport(f"muxs://localhost:{mtls_server}", **mutual(certs))
+    with httpx.Client(transport=transport, base_url="https://backend") as http:
+        env = (http.get("/environ")).json()
+    assert env["SSL_CLIENT_S_DN"].startswith(f"CN={CLIENT_NAME},")
