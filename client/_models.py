@@ -109,8 +109,8 @@ def parse_url(url: str) -> tuple[Endpoint, str]:
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(
-            f"unsupported URL scheme in {url!r}: use mux://, uwsgi://, mux+unix://, uwsgi+unix://"
-            ", or muxs:// and uwsgis:// for TLS"
+            f"unsupported URL scheme in {url!r}: use mux://, uwsgi://, mux+unix:// or "
+            "uwsgi+unix:// (muxs:// and uwsgis:// over TLS)"
         )
     protocol, unix = SCHEMES[parts.scheme]
     if unix:
