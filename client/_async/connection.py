@@ -249,10 +249,13 @@ class AsyncMuxConnection:
                 f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
-        if conn._goaway_reason or isinstance(conn._error, ReadError | WriteError):
-            # Refused before any request (a TLS alert refusing our certificate, a GOAWAY
-            # with an error after the PREFACE): nothing was processed, and the pool treats
-            # it as any other failure to connect.
+        if conn._goaway_reason or (
+            isinstance(conn._error, ReadError | WriteError) and not conn._core.preface_received
+        ):
+            # Refused before any request: a GOAWAY with an error right after the PREFACE, or
+            # a failure before it (a TLS alert refusing our certificate). Nothing was
+            # processed, and the pool treats it as any other failure to connect. (A draining
+            # server's PREFACE, GOAWAY and close is no refusal: that error goes on as it is.)
             why = str(conn._error)
             if conn._goaway_reason:
                 why = f"{endpoint}: the server refused the connection{conn._goaway_reason}"
