@@ -324,7 +324,6 @@ class TlsProtocol(BaseProtocol):
         make_inner: Callable[[ssl.SSLObject], BaseProtocol],
     ) -> None:
         super().__init__(ctx)
-        self._context = context
         self._make_inner = make_inner
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
