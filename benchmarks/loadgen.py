@@ -54,6 +54,9 @@ class LoadSpec:
     #: mux only: the addresses of a fleet of backends, ``url``'s host name resolving to them
     #: (one client balances them); the figures are then also given per backend.
     backends: list[str] | None = None
+    #: muxs:// and uwsgis://: the client's verify= and cert= (benchmarks/targets.py).
+    verify: str | None = None
+    cert: str | None = None
 
 
 @dataclass
@@ -125,10 +128,11 @@ async def _mux_or_uwsgi(spec: LoadSpec) -> AsyncIterator[list[Send]]:
     # One client per connection: a client's pool opens a second connection only when the
     # first is at the server's MAX_CONCURRENT_STREAMS, and a pool here means spreading streams.
     count = spec.connections if spec.driver == "mux" else 1
+    tls = {"verify": spec.verify, "cert": spec.cert} if spec.verify else {}
     async with AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                AsyncClient(spec.url, timeout=spec.timeout, max_connections_per_endpoint=1)
+                AsyncClient(spec.url, timeout=spec.timeout, max_connections_per_endpoint=1, **tls)
             )
             for _ in range(count)
         ]

@@ -26,7 +26,7 @@ from .procs import (
     tcp_active_opens,
     time_wait_count,
 )
-from .targets import SERVERS, TARGETS, Layout, ServerSpec, Target, _tool, missing_tools
+from .targets import SERVERS, TARGETS, Layout, ServerSpec, Target, _tool, missing_tools, tls_options
 from .workload import SCENARIOS, Scenario
 from .wrk import run_wrk
 
@@ -237,6 +237,7 @@ def measure(
             "slow_path": scenario.slow_path,
             "timeout": options.timeout,
             "backends": backends,
+            **tls_options(target.id, run_dir),
         }
         windows = 2 if scenario.slow_path else 1
         load = _loadgen(spec, on_start, on_stop, 60 + options.warmup + windows * options.duration)

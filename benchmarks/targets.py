@@ -19,7 +19,16 @@ from muxwsgi import classic
 
 from .procs import HTTP_ANSWER
 
-__all__ = ("SERVERS", "TARGETS", "Layout", "ServerSpec", "Target", "missing_tools")
+__all__ = (
+    "SERVERS",
+    "TARGETS",
+    "Layout",
+    "ServerSpec",
+    "Target",
+    "missing_tools",
+    "tls_files",
+    "tls_options",
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -176,6 +185,72 @@ def _nginx(upstream_and_location: tuple[str, str]) -> Callable[[Layout], list[st
     return argv
 
 
+# ---------------------------------------------------------------- TLS rows
+# muxwsgi with mutual TLS (certificates made by trustme in the run's directory), driven over
+# muxs:// by our client, and behind nginx's uwsgi_pass suwsgi:// with a client certificate.
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server: Path  # chain and key
+    client: Path  # chain and key (our client)
+    client_cert: Path  # nginx wants them apart
+    client_key: Path
+
+
+def tls_files(run_dir: Path) -> TlsFiles:
+    """The run's certificates, made on first use: a CA, the server's (127.0.0.1), a client's."""
+    files = TlsFiles(*(run_dir / "tls" / name for name in (
+        "ca.pem", "server.pem", "client.pem", "client-cert.pem", "client-key.pem")))  # fmt: skip
+    if not files.ca.exists():
+        import trustme
+
+        files.ca.parent.mkdir(exist_ok=True)
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(files.ca))
+        ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+            str(files.server)
+        )
+        client = ca.issue_cert("bench-client@example.com", common_name="bench-client")
+        client.private_key_and_cert_chain_pem.write_to_path(str(files.client))
+        files.client_cert.write_bytes(b"".join(b.bytes() for b in client.cert_chain_pems))
+        client.private_key_pem.write_to_path(str(files.client_key))
+    return files
+
+
+def _muxwsgi_tls(lay: Layout) -> list[str]:
+    files = tls_files(lay.run_dir)
+    return [*_muxwsgi(lay), "--certfile", str(files.server), "--ca-certs", str(files.ca)]
+
+
+#: nginx's side of suwsgi:// with mutual TLS; session reuse is nginx's default (on).
+NGINX_SUWSGI = """uwsgi_pass suwsgi://backend;
+            uwsgi_ssl_certificate {tls.client_cert};
+            uwsgi_ssl_certificate_key {tls.client_key};
+            uwsgi_ssl_trusted_certificate {tls.ca};
+            uwsgi_ssl_verify on;
+            uwsgi_ssl_name localhost;
+            uwsgi_ssl_session_reuse {reuse};"""
+
+
+def _nginx_suwsgi(reuse: str) -> Callable[[Layout], list[str]]:
+    def argv(lay: Layout) -> list[str]:
+        suwsgi = NGINX_SUWSGI.format(tls=tls_files(lay.run_dir), reuse=reuse)
+        location = UWSGI_PASS[1].replace("uwsgi_pass backend;", suwsgi)
+        return _nginx(("", location))(lay)
+
+    return argv
+
+
+def tls_options(target_id: str, run_dir: Path) -> dict[str, str]:
+    """The client settings of a target driven over TLS (muxs://): {} for the others."""
+    if TARGETS[target_id].scheme not in ("muxs", "uwsgis"):
+        return {}
+    files = tls_files(run_dir)
+    return {"verify": str(files.ca), "cert": str(files.client)}
+
+
 HTTP_PROBE = b"GET /hello HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
 UWSGI_PROBE = classic.encode_request(
     {
@@ -219,6 +294,9 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("nginx-keepalive", _nginx(PROXY_PASS_KEEPALIVE), HTTP_PROBE, "nginx"),
         # A gRPC server answers the HTTP/2 preface with its SETTINGS.
         ServerSpec("grpc", _grpc, H2_PROBE, "grpcio", answer=H2_ANSWER),
+        ServerSpec("muxwsgi-tls", _muxwsgi_tls, HTTP_PROBE, "python"),
+        ServerSpec("nginx-suwsgi", _nginx_suwsgi("on"), HTTP_PROBE, "nginx"),
+        ServerSpec("nginx-suwsgi-noreuse", _nginx_suwsgi("off"), HTTP_PROBE, "nginx"),
     )
 }
 
@@ -331,8 +409,16 @@ TARGETS: dict[str, Target] = {
                 ("gunicorn", "gunicorn", "gunicorn gthread HTTP/1.1"),
             )
         ),
+        Target("mux-1conn-tls", "muxwsgi-tls", "mux", "muxs",
+               "muxwsgi, 1 mux connection over mutual TLS (muxs://)"),
+        Target("nginx-muxwsgi-tls", "muxwsgi-tls", "wrk", "http",
+               "wrk -> nginx -> muxwsgi over suwsgi:// with mutual TLS (sessions resumed)",
+               front="nginx-suwsgi"),
+        Target("nginx-muxwsgi-tls-full", "muxwsgi-tls", "wrk", "http",
+               "the same, uwsgi_ssl_session_reuse off: a full handshake per request",
+               front="nginx-suwsgi-noreuse"),
     )
-}
+}  # fmt: skip
 
 
 #: Tools that are Python distributions (server and client both import them), by module name.

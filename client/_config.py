@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import enum
 import math
+import ssl
 from dataclasses import dataclass
+from functools import cached_property
 
 from muxwsgi import DEFAULT_WINDOW, MAX_WINDOW, ConnectionConfig, Settings
+
+from ._tls import CertTypes, VerifyTypes, build_context, check_settings
 
 __all__ = ("BALANCING", "USE_CLIENT_DEFAULT", "ClientConfig", "UseClientDefault")
 
@@ -93,6 +97,15 @@ class ClientConfig:
     #: docs/client.md). "auto": when opentelemetry-api is installed; True: the same, but the
     #: client cannot be made without it; False: never (it is not even imported).
     opentelemetry: bool | str = "auto"
+    #: How muxs:// and uwsgis:// verify the server (httpx's ``verify``): True checks its
+    #: certificate against the system's CAs and its name against the URL's host; a path
+    #: checks against that CA bundle instead; False checks nothing (tests only: anyone can
+    #: then pose as the server); an ssl.SSLContext is used as is (cert= must then be unset:
+    #: load it into the context; its ALPN, ciphers and versions are its own).
+    verify: VerifyTypes = True
+    #: A client certificate for servers that require one (mutual TLS): a PEM file holding the
+    #: certificate and its key, or (certificate file, key file).
+    cert: CertTypes = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -122,6 +135,7 @@ class ClientConfig:
             raise ValueError(f"trace={self.trace!r}: must be True or False")
         if not (isinstance(self.opentelemetry, bool) or self.opentelemetry == "auto"):
             raise ValueError(f"opentelemetry={self.opentelemetry!r}: must be True, False or 'auto'")
+        check_settings(self.verify, self.cert)
 
     def connection_config(self) -> ConnectionConfig:
         """The sans-IO core's configuration for one new connection (its own Settings)."""
@@ -129,6 +143,26 @@ class ClientConfig:
             settings=Settings(initial_window_size=self.stream_window),
             connection_window_size=self.connection_window,
         )
+
+    def tls_context(self, protocol: str) -> ssl.SSLContext:
+        """The SSLContext of ``protocol`` ("mux" or "uwsgi") TLS connections: made at the
+        first one, then shared (loading the system's CAs takes milliseconds)."""
+        context = self._tls_contexts.get(protocol)
+        if context is None:
+            context = self._tls_contexts[protocol] = build_context(self.verify, self.cert, protocol)
+        return context
+
+    def probe_context(self, protocol: str) -> ssl.SSLContext | None:
+        """A context that verifies the chain but not the name, to read the names of a
+        certificate that failed the name check (for the error message); None when the
+        context is the caller's (it cannot be copied)."""
+        if isinstance(self.verify, ssl.SSLContext):
+            return None
+        return build_context(self.verify, self.cert, protocol, check_hostname=False)
+
+    @cached_property
+    def _tls_contexts(self) -> dict[str, ssl.SSLContext]:
+        return {}
 
 
 def _check(

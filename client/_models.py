@@ -38,7 +38,10 @@ __all__ = (
 HeaderTypes = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 SCHEMES = {"mux": ("mux", False), "uwsgi": ("uwsgi", False),
-           "mux+unix": ("mux", True), "uwsgi+unix": ("uwsgi", True)}  # fmt: skip
+           "mux+unix": ("mux", True), "uwsgi+unix": ("uwsgi", True),
+           "muxs": ("mux", False), "uwsgis": ("uwsgi", False)}  # fmt: skip
+#: The schemes spoken over TLS (client/_tls.py).
+TLS_SCHEMES = frozenset({"muxs", "uwsgis"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,13 @@ class Endpoint:
     #: One of the addresses ``host`` resolved to (the pool balances them as endpoints); empty:
     #: ``host`` is an IP address, or was not resolved.
     address: str = ""
+    #: Spoken over TLS (muxs://, uwsgis://): ``host`` is the name the certificate must have.
+    tls: bool = False
+
+    @property
+    def request_scheme(self) -> str:
+        """REQUEST_SCHEME of the requests sent here: https over TLS, as nginx says it."""
+        return "https" if self.tls else "http"
 
     @property
     def connect_host(self) -> str:
@@ -84,7 +94,7 @@ class Endpoint:
         return text
 
     def __str__(self) -> str:
-        scheme = self.protocol + ("+unix" if self.path else "")
+        scheme = self.protocol + ("s" if self.tls else "") + ("+unix" if self.path else "")
         where = self.path if self.path else f"{self.host}:{self.port}"
         if self.address and self.address != self.host:
             where += f" ({self.address})"
@@ -92,13 +102,15 @@ class Endpoint:
 
 
 def parse_url(url: str) -> tuple[Endpoint, str]:
-    """Split ``mux://host:port/path?q``, ``uwsgi://...``, ``mux+unix:///run/app.sock`` into the
-    endpoint and the request target ("/" when absent; for unix URLs the target is given
-    separately). Raises ValueError for anything else."""
+    """Split ``mux://host:port/path?q``, ``uwsgi://...``, ``mux+unix:///run/app.sock`` (and
+    ``muxs://``, ``uwsgis://`` over TLS) into the endpoint and the request target ("/" when
+    absent; for unix URLs the target is given separately). Raises ValueError for anything
+    else."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(
-            f"unsupported URL scheme in {url!r}: use mux://, uwsgi://, mux+unix:// or uwsgi+unix://"
+            f"unsupported URL scheme in {url!r}: use mux://, uwsgi://, mux+unix:// or "
+            "uwsgi+unix:// (muxs:// and uwsgis:// over TLS)"
         )
     protocol, unix = SCHEMES[parts.scheme]
     if unix:
@@ -110,7 +122,7 @@ def parse_url(url: str) -> tuple[Endpoint, str]:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    return Endpoint(protocol, parts.hostname, parts.port), target
+    return Endpoint(protocol, parts.hostname, parts.port, tls=parts.scheme in TLS_SCHEMES), target
 
 
 class Headers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -21,6 +22,9 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import anyio.streams.tls
+
+from ._tls import describe_tls_error
 
 __all__ = (
     "AsyncBackground",
@@ -251,7 +255,9 @@ class AsyncStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return b""
         except anyio.BrokenResourceError as exc:
-            raise ConnectionResetError(str(exc) or "connection broken") from exc
+            raise ConnectionResetError(_broken(exc)) from exc
+        except ssl.SSLError as exc:
+            raise ConnectionResetError(describe_tls_error(exc)) from exc
 
     async def write(self, data: bytes, timeout: float | None) -> None:
         """Write all of ``data``. Shielded: cancelling the caller does not cut a write short
@@ -264,6 +270,11 @@ class AsyncStream:
 
     def local_address(self) -> tuple[str, str]:
         return _address_of(self._stream.extra(anyio.abc.SocketAttribute.local_address, None))
+
+    def peer_certificate(self) -> dict[str, Any]:
+        """The server's verified certificate (``SSLSocket.getpeercert()``); {} without TLS."""
+        cert = self._stream.extra(anyio.streams.tls.TLSAttribute.peer_certificate, None)
+        return cert or {}
 
     async def close(self) -> None:
         await self._stream.aclose()
@@ -359,7 +370,7 @@ class _AsyncioStream(AsyncStream):
                 protocol.reader = None
         if not protocol.buffer:  # the end of the stream, a failed one, or closed by us
             if protocol.error is not None:
-                raise ConnectionResetError(str(protocol.error) or "connection broken")
+                raise ConnectionResetError(_broken(protocol.error))
             return b""
         data = protocol.buffer.popleft()
         if len(data) > max_bytes:
@@ -387,6 +398,9 @@ class _AsyncioStream(AsyncStream):
 
     def local_address(self) -> tuple[str, str]:
         return _address_of(self._transport.get_extra_info("sockname"))
+
+    def peer_certificate(self) -> dict[str, Any]:
+        return self._transport.get_extra_info("peercert") or {}
 
     async def close(self) -> None:
         self._transport.close()
@@ -442,12 +456,135 @@ class Stream:
         except OSError:
             return ("", "")
 
+    def peer_certificate(self) -> dict[str, Any]:
+        return {}
+
     def close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv()
         except OSError:
             pass
         self._sock.close()
+
+
+class _TlsStream(Stream):
+    """A Stream over TLS: an SSLObject between the socket and the caller.
+
+    The reader thread decrypts while writer threads encrypt: OpenSSL's state is only touched
+    under ``_state``, and ciphertext is taken from the outgoing buffer and sent by one thread
+    at a time (``_sending``), so records leave in the order they were made. Encrypting a write
+    never waits for the socket, so a writer blocked on a full socket never keeps the reader
+    from decrypting what the server sends.
+    """
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        super().__init__(sock)
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_hostname=server_hostname or None
+        )
+        self._state = threading.Lock()
+        self._sending = threading.Lock()
+
+    def handshake(self, timeout: float | None) -> None:
+        """Run the TLS handshake. ssl.SSLError if it fails, TimeoutError if it takes longer."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+            Stream.write(self, self._outgoing.read(), _left(deadline))
+            data = Stream.read(self, _TLS_READ_SIZE, _left(deadline))
+            if not data:
+                raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "closed during the TLS handshake")
+            self._incoming.write(data)
+        Stream.write(self, self._outgoing.read(), _left(deadline))
+
+    def read(self, max_bytes: int, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._state:
+                try:
+                    data: bytes | None = self._tls.read(max_bytes)
+                except ssl.SSLWantReadError:
+                    data = None
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    data = b""  # close_notify, or the socket's end
+                except ssl.SSLError as exc:
+                    raise ConnectionResetError(describe_tls_error(exc)) from exc
+                unsent = self._outgoing.pending
+            if unsent:
+                self._send_unsent(deadline)
+            if data is not None:
+                return data
+            raw = Stream.read(self, _TLS_READ_SIZE, _left(deadline))
+            with self._state:
+                if raw:
+                    self._incoming.write(raw)
+                else:
+                    self._incoming.write_eof()
+
+    def _send_unsent(self, deadline: float | None) -> None:
+        """Send what reading made OpenSSL say (a KeyUpdate's answer), unless a writer is
+        sending: it then sends these bytes before its own (they are first in the buffer)."""
+        if not self._sending.acquire(blocking=False):
+            return
+        try:
+            with self._state:
+                data = self._outgoing.read()
+            Stream.write(self, data, _left(deadline))
+        finally:
+            self._sending.release()
+
+    def write(self, data: bytes, timeout: float | None) -> None:
+        with self._sending:
+            with self._state:
+                try:
+                    self._tls.write(data)
+                except ssl.SSLError as exc:
+                    raise ConnectionResetError(describe_tls_error(exc)) from exc
+                ciphertext = self._outgoing.read()
+            Stream.write(self, ciphertext, timeout)
+
+    def peer_certificate(self) -> dict[str, Any]:
+        return self._tls.getpeercert() or {}
+
+    def close(self) -> None:
+        # close_notify, if the socket takes it at once: a peer that stopped reading must not
+        # hold up closing.
+        if self._sending.acquire(blocking=False):
+            try:
+                with self._state:
+                    try:
+                        self._tls.unwrap()
+                    except (ssl.SSLError, ValueError):
+                        pass
+                    data = self._outgoing.read()
+                self._sock.send(data, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+            finally:
+                self._sending.release()
+        super().close()
+
+
+#: The most ciphertext read from the socket at once.
+_TLS_READ_SIZE = 1 << 18
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _broken(exc: BaseException) -> str:
+    """Why a connection broke, in words (a TLS error says what it means)."""
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return describe_tls_error(cause)
+    return str(exc) or "connection broken"
 
 
 def _poll_ms(deadline: float | None) -> int | None:
@@ -462,15 +599,30 @@ def _address_of(address: Any) -> tuple[str, str]:
     return ("", "")
 
 
-async def async_connect(host: str, port: int, path: str, timeout: float | None) -> AsyncStream:
-    """Connect over TCP (``path`` empty) or to a unix socket. TimeoutError or OSError."""
+async def async_connect(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float | None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str = "",
+) -> AsyncStream:
+    """Connect over TCP (``path`` empty) or to a unix socket; with ``tls``, then run the TLS
+    handshake, verifying ``server_hostname`` (as the context says). TimeoutError, or OSError
+    (ssl.SSLError when the handshake fails)."""
     loop = asyncio_loop()
     if loop is not None:
         with anyio.fail_after(timeout):
             if path:
                 transport, protocol = await loop.create_unix_connection(_StreamProtocol, path)
             else:
-                transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+                transport, protocol = await loop.create_connection(
+                    _StreamProtocol,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=(server_hostname or host) if tls is not None else None,
+                )
         sock = transport.get_extra_info("socket")
         if not path and sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -478,14 +630,32 @@ async def async_connect(host: str, port: int, path: str, timeout: float | None) 
     with anyio.fail_after(timeout):
         if path:
             return AsyncStream(await anyio.connect_unix(path))
-        stream = await anyio.connect_tcp(host, port)
+        stream: anyio.abc.ByteStream
+        if tls is None:
+            stream = await anyio.connect_tcp(host, port)
+        else:
+            stream = await anyio.connect_tcp(
+                host,
+                port,
+                ssl_context=tls,
+                tls_hostname=server_hostname or host,
+                # A server that closes without close_notify ends the stream, as a socket does.
+                tls_standard_compatible=False,
+            )
     stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
         socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
     )
     return AsyncStream(stream)
 
 
-def connect(host: str, port: int, path: str, timeout: float | None) -> Stream:
+def connect(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float | None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str = "",
+) -> Stream:
     if path:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -495,9 +665,18 @@ def connect(host: str, port: int, path: str, timeout: float | None) -> Stream:
             sock.close()
             raise
         return Stream(sock)
+    deadline = None if timeout is None else time.monotonic() + timeout
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return Stream(sock)
+    if tls is None:
+        return Stream(sock)
+    stream = _TlsStream(sock, tls, server_hostname)
+    try:
+        stream.handshake(_left(deadline))
+    except BaseException:
+        Stream.close(stream)
+        raise
+    return stream
 
 
 async def async_resolve(host: str, port: int) -> list[str]:

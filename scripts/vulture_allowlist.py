@@ -23,6 +23,7 @@ from muxwsgi.server.exchange import EmptyInput, InputStream
 from muxwsgi.server.interfaces import Post
 from muxwsgi.server.protocols.base import BaseProtocol
 from muxwsgi.server.protocols.http import _RequestReader
+from muxwsgi.server.tls import TlsTransport
 from muxwsgi.server.wsgi import ReadableInput
 from tests.conformance.peer import Peer
 from tests.server import apps
@@ -47,6 +48,10 @@ BaseProtocol.eof_received
 BaseProtocol.pause_writing
 _StreamProtocol.eof_received
 _StreamProtocol.pause_writing
+# The TLS layer's transport for the inner protocol implements asyncio.Transport whole, as the
+# inner protocols and asyncio may call any of it.
+TlsTransport.is_reading
+TlsTransport.get_protocol
 
 # httpx calls a transport's handle_request / handle_async_request for every request.
 MuxTransport.handle_request

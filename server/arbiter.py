@@ -42,6 +42,7 @@ from .scoreboard import Scoreboard, Slot, WorkerStatus
 from .sockets import BindError, Listener, activated, bind
 from .stats import StatsServer
 from .supervision import Action, Exit, Kill, Phase, Spawn, Stop, Supervisor, WorkerState
+from .tls import ServerTls, TlsConfigError
 from .worker import WORKER_BOOT_ERROR, Worker
 from .worker_hooks import WorkerHooks
 
@@ -102,6 +103,7 @@ class Arbiter:
         self._wake_r = self._wake_w = -1
         self.stats_server: StatsServer | None = None
         self.started = time.time()
+        self.tls = ServerTls(config)
 
     @property
     def target(self) -> int:
@@ -118,6 +120,11 @@ class Arbiter:
     # ---------------------------------------------------------------- main loop
 
     def run(self) -> int:
+        try:
+            self.tls.load()
+        except TlsConfigError as exc:
+            print(f"muxwsgi: {exc}", file=sys.stderr, flush=True)
+            return 1
         try:
             self._listen()
         except BindError as exc:
@@ -236,6 +243,7 @@ class Arbiter:
 
     def handle_hup(self, now: float) -> None:
         """Rolling reload: replace every worker, one at a time, new before old."""
+        self.tls.reload()  # the new workers serve the certificate files as they are now
         self._execute(self.supervisor.reload(now))
 
     def handle_term(self, now: float) -> None:
@@ -331,6 +339,7 @@ class Arbiter:
             ),
             on_tick=hooks.tick,
             on_ready=ready,
+            tls=self.tls.context,
         )
         hooks.worker = worker
         return worker.run()

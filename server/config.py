@@ -42,6 +42,7 @@ __all__ = (
 
 APPLICATION = "Application"
 SOCKETS = "Sockets"
+TLS = "TLS"
 WORKERS = "Workers"
 LIMITS = "Protocol limits"
 TIMEOUTS = "Timeouts"
@@ -49,7 +50,7 @@ FLOOD = "Flood protection"
 LIFECYCLE = "Lifecycle"
 LOGGING = "Logging and stats"
 #: Sections in the order --help and the docs show them.
-SECTIONS = (APPLICATION, SOCKETS, WORKERS, LIMITS, TIMEOUTS, FLOOD, LIFECYCLE, LOGGING)
+SECTIONS = (APPLICATION, SOCKETS, TLS, WORKERS, LIMITS, TIMEOUTS, FLOOD, LIFECYCLE, LOGGING)
 
 #: How a raw value is converted: see the ``_to_*`` functions below.
 Kind: TypeAlias = Literal[
@@ -407,6 +408,54 @@ SETTINGS: tuple[Setting, ...] = (
         "repeated; * allows any. Unix sockets are always allowed.",
         kind="networks",
     ),
+    # TLS (docs/tls.md)
+    Setting(
+        "certfile",
+        TLS,
+        None,
+        "Certificate chain (PEM, the server's certificate first) served to TLS clients. With "
+        "it, every socket also speaks TLS (mux, classic uwsgi and HTTP/1.1 inside it); HUP "
+        "loads it again.",
+        metavar="FILE",
+    ),
+    Setting(
+        "keyfile",
+        TLS,
+        None,
+        "Private key of --certfile (PEM; unset: it is in --certfile).",
+        metavar="FILE",
+    ),
+    Setting(
+        "ca_certs",
+        TLS,
+        None,
+        "CA certificates (PEM) that client certificates must be signed by. With it, every TLS "
+        "client must present a valid certificate (mutual TLS).",
+        metavar="FILE",
+    ),
+    Setting(
+        "ssl_ciphers",
+        TLS,
+        None,
+        "OpenSSL cipher list for TLS 1.2 (unset: Python's default, forward-secret ciphers "
+        "only; TLS 1.3's suites are all strong and always on).",
+        metavar="CIPHERS",
+    ),
+    Setting(
+        "ssl_min_version",
+        TLS,
+        "1.2",
+        "Oldest TLS version accepted.",
+        kind="choice",
+        choices=("1.2", "1.3"),
+    ),
+    Setting(
+        "tls_only",
+        TLS,
+        False,
+        "Refuse plaintext connections (by default a socket with --certfile serves both).",
+        kind="bool",
+    ),
     # Workers
     Setting(
         "workers",
@@ -569,7 +618,8 @@ SETTINGS: tuple[Setting, ...] = (
         "header_timeout",
         TIMEOUTS,
         10.0,
-        "Seconds to receive a connection's preface or a complete request head.",
+        "Seconds to receive a connection's preface (a TLS handshake, then the protocol's) or a "
+        "complete request head.",
         kind="float",
         minimum=0.1,
     ),
@@ -878,6 +928,13 @@ class Config:
     backlog: int = _default("backlog")
     unix_socket_mode: int = _default("unix_socket_mode")
     allow_from: tuple[str, ...] = _default("allow_from")
+    # TLS
+    certfile: str | None = _default("certfile")
+    keyfile: str | None = _default("keyfile")
+    ca_certs: str | None = _default("ca_certs")
+    ssl_ciphers: str | None = _default("ssl_ciphers")
+    ssl_min_version: str = _default("ssl_min_version")
+    tls_only: bool = _default("tls_only")
     # Workers
     workers: int = _default("workers")
     threads: int = _default("threads")

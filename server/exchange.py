@@ -331,6 +331,7 @@ class Exchange:
             constants=runner.environ_constants,
             server_name=runner.server_name,
             server_port=runner.server_port,
+            tls=sink.tls_environ,
         )
         environ["muxwsgi.protocol"] = self.protocol_name
         environ["muxwsgi.stream_id"] = self.key

@@ -11,7 +11,7 @@ They live here, apart from the classes that implement them, so that ``exchange``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar, TypeVarTuple
 
 from ._types import WSGIApplication
@@ -44,6 +44,10 @@ class Sink(Protocol[ExchangeT]):
     :func:`~muxwsgi.server.exchange.call_now`). The one exception: a worker whose request
     outran harakiri calls :meth:`abort_response` from the loop at any point.
     """
+
+    @property
+    def tls_environ(self) -> Mapping[str, object] | None:
+        """What the connection's TLS adds to the environ (None: not over TLS)."""
 
     def respond(self, exchange: ExchangeT, head: ResponseHead, body: bytes, /) -> None:
         """Send this whole response; the exchange is over (account for it as :meth:`done`

@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +54,9 @@ class Worker:
     """Serve ``listeners`` with the WSGI application from ``load_app`` until told to stop.
 
     ``on_tick`` (set by the master) is called every second with the worker; it publishes the
-    worker's liveness and counters. ``run()`` returns the process exit code.
+    worker's liveness and counters. ``tls`` is the master's TLS context (server/tls.py), made
+    before the fork so that every worker shares its session ticket keys; None: no TLS.
+    ``run()`` returns the process exit code.
     """
 
     def __init__(
@@ -64,8 +67,10 @@ class Worker:
         *,
         on_tick: Callable[[Worker], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
+        self.tls = tls
         self.listeners = listeners
         self.load_app = load_app
         self.on_tick = on_tick
@@ -104,11 +109,14 @@ class Worker:
         ctx = self.ctx = ServerContext(self.config, runner, loop)
         core_config = connection_config(self.config)
         allowed = parse_allow_from(self.config.allow_from)
+        tls, tls_only = self.tls, self.config.tls_only
         try:
             for listener in self.listeners:
                 server = loop.run_until_complete(
                     loop.create_server(
-                        lambda: DetectProtocol(ctx, core_config, allowed),
+                        lambda: DetectProtocol(
+                            ctx, core_config, allowed, tls=tls, tls_only=tls_only
+                        ),
                         sock=listener.sock,
                         backlog=self.config.backlog,
                     )

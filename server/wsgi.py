@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, Protocol
 
@@ -91,6 +91,7 @@ def prepare_environ(
     constants: dict[str, Any],
     server_name: str,
     server_port: str,
+    tls: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """Complete a vars dict into a PEP 3333 environ, in place, and return it.
 
@@ -98,6 +99,10 @@ def prepare_environ(
     copied, which saves a dict copy per request. ``constants`` comes from
     :func:`constant_environ`. Missing CGI keys that PEP 3333 requires get defaults; the magic
     UWSGI_* vars are removed.
+
+    ``tls`` (a request that came over TLS: server/tls.py's ``tls_environ``) adds its vars
+    where the request brought none of its own, and ``HTTPS=on`` unless the request says it
+    arrived otherwise (a gateway's ``REQUEST_SCHEME=http``: nginx describing its own client).
     """
     for name in MAGIC_VARS:
         environ.pop(name, None)
@@ -120,6 +125,11 @@ def prepare_environ(
         del environ["CONTENT_LENGTH"]
     if environ.get("CONTENT_TYPE") == "":
         del environ["CONTENT_TYPE"]
+    if tls is not None:
+        if "HTTPS" not in environ and environ.get("REQUEST_SCHEME", "https") == "https":
+            environ["HTTPS"] = "on"
+        for key, value in tls.items():
+            setdefault(key, value)
     scheme = environ.get("REQUEST_SCHEME")
     if scheme not in ("http", "https"):
         scheme = "https" if environ.get("HTTPS", "").lower() in _SECURE else "http"

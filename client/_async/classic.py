@@ -14,6 +14,7 @@ import httptools
 from muxwsgi import classic
 
 from .._classic_parser import ResponseParser
+from .._config import ClientConfig
 from .._exceptions import ProtocolViolation, ReadError, RequestTimeout
 from .._models import Endpoint, remaining
 from .._primitives import AsyncStream
@@ -36,8 +37,10 @@ class AsyncClassicExchange:
         self.local = stream.local_address()
 
     @classmethod
-    async def connect(cls, endpoint: Endpoint, timeout: float | None) -> AsyncClassicExchange:
-        return cls(endpoint, await open_stream(endpoint, timeout))
+    async def connect(
+        cls, endpoint: Endpoint, timeout: float | None, config: ClientConfig
+    ) -> AsyncClassicExchange:
+        return cls(endpoint, await open_stream(endpoint, timeout, config))
 
     async def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
         """Write the packet and body, then read until the response head is complete."""

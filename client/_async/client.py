@@ -48,6 +48,7 @@ from .._models import (
 )
 from .._primitives import AsyncBackground, async_sleep
 from .._retries import IDEMPOTENT, refused_pause
+from .._tls import CertTypes, VerifyTypes
 from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
 from .classic import AsyncClassicExchange
 from .connection import AsyncMuxConnection, StreamState, _monotonic
@@ -100,6 +101,8 @@ class AsyncClient:
         trace: bool = ClientConfig.trace,
         opentelemetry: bool | str = ClientConfig.opentelemetry,
         resolver: AsyncResolver | None = None,
+        verify: VerifyTypes = ClientConfig.verify,
+        cert: CertTypes = ClientConfig.cert,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -129,6 +132,8 @@ class AsyncClient:
             max_ejection_percent=max_ejection_percent,
             trace=trace,
             opentelemetry=opentelemetry,
+            verify=verify,
+            cert=cert,
         )
         self._spans = client_spans(self.config.opentelemetry, self.endpoints)
         self._resolver = resolver
@@ -288,6 +293,7 @@ class AsyncClient:
                         server_name=conn.endpoint.host or "localhost",
                         server_port=str(conn.endpoint.port or ""),
                         local=conn.local,
+                        scheme=conn.endpoint.request_scheme,
                     )
                     if span is not None:
                         span.send(conn.endpoint, vars, block)
@@ -393,6 +399,7 @@ class AsyncClient:
                     self.config.connect_timeout
                     if left is None
                     else min(left, self.config.connect_timeout),
+                    self.config,
                 )
                 vars = build_vars(
                     method,
@@ -402,6 +409,7 @@ class AsyncClient:
                     server_name=endpoint.host or "localhost",
                     server_port=str(endpoint.port or ""),
                     local=exchange.local,
+                    scheme=endpoint.request_scheme,
                 )
                 if span is not None:
                     span.send(endpoint, vars, None)

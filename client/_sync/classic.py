@@ -15,6 +15,7 @@ import httptools
 from muxwsgi import classic
 
 from .._classic_parser import ResponseParser
+from .._config import ClientConfig
 from .._exceptions import ProtocolViolation, ReadError, RequestTimeout
 from .._models import Endpoint, remaining
 from .._primitives import Stream
@@ -37,8 +38,10 @@ class ClassicExchange:
         self.local = stream.local_address()
 
     @classmethod
-    def connect(cls, endpoint: Endpoint, timeout: float | None) -> ClassicExchange:
-        return cls(endpoint, open_stream(endpoint, timeout))
+    def connect(
+        cls, endpoint: Endpoint, timeout: float | None, config: ClientConfig
+    ) -> ClassicExchange:
+        return cls(endpoint, open_stream(endpoint, timeout, config))
 
     def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
         """Write the packet and body, then read until the response head is complete."""

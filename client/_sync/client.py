@@ -49,6 +49,7 @@ from .._models import (
 )
 from .._primitives import Background, sleep
 from .._retries import IDEMPOTENT, refused_pause
+from .._tls import CertTypes, VerifyTypes
 from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
 from .classic import ClassicExchange
 from .connection import MuxConnection, StreamState, _monotonic
@@ -101,6 +102,8 @@ class Client:
         trace: bool = ClientConfig.trace,
         opentelemetry: bool | str = ClientConfig.opentelemetry,
         resolver: Resolver | None = None,
+        verify: VerifyTypes = ClientConfig.verify,
+        cert: CertTypes = ClientConfig.cert,
     ) -> None:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -130,6 +133,8 @@ class Client:
             max_ejection_percent=max_ejection_percent,
             trace=trace,
             opentelemetry=opentelemetry,
+            verify=verify,
+            cert=cert,
         )
         self._spans = client_spans(self.config.opentelemetry, self.endpoints)
         self._resolver = resolver
@@ -287,6 +292,7 @@ class Client:
                         server_name=conn.endpoint.host or "localhost",
                         server_port=str(conn.endpoint.port or ""),
                         local=conn.local,
+                        scheme=conn.endpoint.request_scheme,
                     )
                     if span is not None:
                         span.send(conn.endpoint, vars, block)
@@ -392,6 +398,7 @@ class Client:
                     self.config.connect_timeout
                     if left is None
                     else min(left, self.config.connect_timeout),
+                    self.config,
                 )
                 vars = build_vars(
                     method,
@@ -401,6 +408,7 @@ class Client:
                     server_name=endpoint.host or "localhost",
                     server_port=str(endpoint.port or ""),
                     local=exchange.local,
+                    scheme=endpoint.request_scheme,
                 )
                 if span is not None:
                     span.send(endpoint, vars, None)

@@ -18,6 +18,7 @@ system call for all of them.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator, Callable, Iterable
@@ -66,6 +67,7 @@ from .._primitives import (
     gather_point,
     asyncio_loop,
 )
+from .._tls import certificate_names, describe_handshake_failure, is_name_mismatch
 
 __all__ = ("MuxConnection", "StreamState")
 
@@ -88,17 +90,44 @@ _KEEPALIVE_PING = b"kpalive!"
 DEADLINE_TICK = 0.01
 
 
-def open_stream(endpoint: Endpoint, timeout: float | None) -> Stream:
-    """Connect to ``endpoint``; ConnectTimeout or ConnectError (saying why, and what to do
-    where that is known) when it fails."""
+def open_stream(endpoint: Endpoint, timeout: float | None, config: ClientConfig) -> Stream:
+    """Connect to ``endpoint`` (and run the TLS handshake, for muxs:// and uwsgis://);
+    ConnectTimeout or ConnectError (saying why, and what to do where that is known) when it
+    fails."""
+    tls = config.tls_context(endpoint.protocol) if endpoint.tls else None
     try:
-        return connect(endpoint.connect_host, endpoint.port, endpoint.path, timeout)
+        return connect(
+            endpoint.connect_host, endpoint.port, endpoint.path, timeout, tls, endpoint.host
+        )
     except TimeoutError:
         raise ConnectTimeout(f"{endpoint}: connect timed out after {timeout}s") from None
+    except ssl.SSLError as exc:
+        names = _certificate_names(endpoint, timeout, config) if is_name_mismatch(exc) else None
+        why = describe_handshake_failure(exc, endpoint.host, names)
+        raise ConnectError(f"{endpoint}: {why}") from None
     except OSError as exc:
         raise ConnectError(
             f"{endpoint}: cannot connect: {endpoint.describe_connect_error(exc)}"
         ) from None
+
+
+def _certificate_names(
+    endpoint: Endpoint, timeout: float | None, config: ClientConfig
+) -> list[str] | None:
+    """The names on the certificate of a server that failed the name check, read over a
+    second connection that checks the chain only (for the error message; None if that fails
+    too, or the context is the caller's own)."""
+    probe = config.probe_context(endpoint.protocol)
+    if probe is None:
+        return None
+    try:
+        stream = connect(endpoint.connect_host, endpoint.port, "", timeout, probe, endpoint.host)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        return certificate_names(stream.peer_certificate())
+    finally:
+        stream.close()
 
 
 class StreamState:
@@ -187,6 +216,9 @@ class MuxConnection:
         #: Called once when the connection gets a GOAWAY, and once when it dies (the pool's).
         self.on_change: Callable[[MuxConnection], None] | None = None
         self._ping_sent = 0.0
+        #: Why the server said it ends the connection (a GOAWAY with an error), for the error
+        #: its close then raises.
+        self._goaway_reason = ""
         #: Streams reserved by the pool and not yet finished (the balancing figure).
         self.outstanding = 0
         self.local = stream.local_address()
@@ -209,7 +241,7 @@ class MuxConnection:
         something else (an HTTP server) or closes at once (a classic uwsgi server).
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        stream = open_stream(endpoint, timeout)
+        stream = open_stream(endpoint, timeout, config)
         conn = cls(endpoint, stream, background, config, stats or EndpointStats())
         try:
             conn._flush()
@@ -223,6 +255,18 @@ class MuxConnection:
                 f"{endpoint}: no muxwsgi PREFACE from the server in {timeout:g}s: is it a muxwsgi "
                 "server? (an HTTP server waits silently for a request line)"
             )
+        if conn._goaway_reason or (
+            isinstance(conn._error, ReadError | WriteError) and not conn._core.preface_received
+        ):
+            # Refused before any request: a GOAWAY with an error right after the PREFACE, or
+            # a failure before it (a TLS alert refusing our certificate). Nothing was
+            # processed, and the pool treats it as any other failure to connect. (A draining
+            # server's PREFACE, GOAWAY and close is no refusal: that error goes on as it is.)
+            why = str(conn._error)
+            if conn._goaway_reason:
+                why = f"{endpoint}: the server refused the connection{conn._goaway_reason}"
+            conn.close()
+            raise ConnectError(why)
         if conn._error is not None:
             raise conn._error
         return conn
@@ -289,7 +333,9 @@ class MuxConnection:
                             "answering the muxwsgi PREFACE (a classic uwsgi server? to speak "
                             f"classic uwsgi to it, use {classic})"
                         )
-                    raise ReadError(f"{self.endpoint}: the server closed the connection")
+                    raise ReadError(
+                        f"{self.endpoint}: the server closed the connection{self._goaway_reason}"
+                    )
                 while True:  # a slice of the frames at a time (see _FRAMES_PER_SLICE)
                     with self._guard:
                         try:
@@ -299,7 +345,11 @@ class MuxConnection:
                                 f"{self.endpoint}: not a muxwsgi server: it sent "
                                 f"{describe_peer_bytes(data)}"
                             ) from None
-                    self._flush()  # acknowledgements and window updates the data caused
+                    try:
+                        self._flush()  # acknowledgements and window updates the data caused
+                    except WriteError:
+                        self._dispatch(events)  # what the server said last (a GOAWAY's reason)
+                        raise
                     got_any = True
                     self._dispatch(events)
                     if not self._core.frames_buffered:
@@ -376,6 +426,9 @@ class MuxConnection:
                 # Refused streams were reported as StreamReset, and usable turns False. A
                 # GOAWAY with an error code is a failure; without, a drain (reload, stop).
                 self._goaway = event.error_code == ErrorCode.NO_ERROR
+                if not self._goaway:
+                    debug = event.debug.decode("utf-8", "replace")
+                    self._goaway_reason = f" (GOAWAY {event.error_code.name}: {debug})"
                 if self.on_change is not None:
                     self.on_change(self)
 
@@ -428,7 +481,7 @@ class MuxConnection:
                 why = exc.strerror or str(exc)
             else:
                 why = "interrupted"
-            error = WriteError(f"{self.endpoint}: {why}")
+            error = WriteError(f"{self.endpoint}: {why}{self._goaway_reason}")
             self._fail(error)
             if isinstance(exc, Exception):
                 raise error from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import cast
 
 from ..bodies import upload_slots
@@ -47,6 +48,9 @@ class BaseProtocol(asyncio.Protocol):
     """Connection bookkeeping shared by the mux, classic uwsgi and HTTP protocols."""
 
     kind = "base"
+    #: What the connection's TLS adds to each request's environ (set by the TLS layer,
+    #: server/tls.py); None on a plaintext connection.
+    tls_environ: Mapping[str, object] | None = None
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -143,6 +147,16 @@ class BaseProtocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Called about once a second by the worker: enforce this connection's timeouts."""
+
+    def check_preface_timeout(self, now: float, missing: str, *, linger: bool = True) -> None:
+        """check_timeouts of a connection that has not chosen its protocol yet: close it once
+        header_timeout passed, logging what is ``missing`` ("nothing received")."""
+        if self.closed:
+            self.linger_expired(now)
+        elif not self.drain_expired(now) and now - self.opened > self.config.header_timeout:
+            log.info("closing a connection from %s: %s in %gs", self.peer, missing,
+                     self.config.header_timeout)  # fmt: skip
+            self.close(linger=linger)
 
     def shutdown(self) -> None:
         """Graceful stop: finish what was accepted, accept nothing new, then close.

@@ -383,6 +383,8 @@ class _ThreadSink:
     """
 
     __slots__ = ("_lock", "_runner", "_sock", "_timeout")
+    #: Never over TLS: the hand-over needs the connection's own socket.
+    tls_environ = None
 
     def __init__(self, sock: socket.socket, runner: AppRunner, timeout: float) -> None:
         self._sock: socket.socket | None = sock

@@ -33,6 +33,8 @@ OTHERS = {
     "max_ejection_percent": 50,
     "trace": True,
     "opentelemetry": False,
+    "verify": False,
+    "cert": __file__,  # any existing file: it is read at the first TLS connection
 }
 #: The keywords that are not settings: where requests go, not how.
 NOT_SETTINGS = {"resolver"}

@@ -14,6 +14,7 @@ import pytest
 
 from muxwsgi.client import Client, ReadError
 
+from ..certs import make_certs
 from ..core.helpers import spec
 from ..servers import ServerProcess, start, until
 
@@ -84,14 +85,23 @@ def test_retry_policy_by_method(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_reloads_under_load_fail_nothing(tmp_path: Path) -> None:
-    server = start("tests.server.apps:app", "--workers", "2", "--threads", "8", log_dir=tmp_path)
+@pytest.mark.parametrize("tls", [False, True], ids=["mux", "muxs-by-name"])
+def test_reloads_under_load_fail_nothing(tmp_path: Path, tls: bool) -> None:
+    options: dict[str, str] = {}
+    args: list[str] = []
+    if tls:  # and by name: the pool resolves it, and must not eject it for a reload
+        certs = make_certs(tmp_path)
+        args = ["--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key)]
+        options = {"verify": str(certs.ca)}
+    server = start("tests.server.apps:app", "--workers", "2", "--threads", "8", *args,
+                   log_dir=tmp_path)  # fmt: skip
     try:
         host, port = server.address
         failures: list[BaseException] = []
         done = [0]
         stop = threading.Event()
-        with Client(f"mux://{host}:{port}", timeout=20) as client:
+        url = f"muxs://localhost:{port}" if tls else f"mux://{host}:{port}"
+        with Client(url, timeout=20, **options) as client:
 
             def load() -> None:
                 while not stop.is_set():

@@ -78,6 +78,8 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         keys["wsgi.version"] = list(environ["wsgi.version"])
         if "muxwsgi.cancelled" in environ:  # absent under other servers (the real uWSGI)
             keys["muxwsgi.cancelled.is_set"] = environ["muxwsgi.cancelled"].is_set()
+        if "muxwsgi.tls" in environ:  # over TLS: the connection's own SSL_* vars
+            keys["muxwsgi.tls"] = dict(environ["muxwsgi.tls"])
         return _text(start_response, json.dumps(keys).encode())
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
