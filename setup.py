@@ -57,6 +57,7 @@ COMPILED = (
     "muxwsgi.server.protocols.scheduler",
     "muxwsgi.server.protocols.uwsgi",
     "muxwsgi.server.protocols.http",
+    "muxwsgi.server.tls",
 )
 MANIFEST = "_compiled.json"
 

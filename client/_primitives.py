@@ -292,6 +292,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.buffered = 0
         self.eof = False
         self.error: BaseException | None = None
+        #: connection_lost was called: error is final.
+        self.lost = False
         self.reader: asyncio.Future[None] | None = None
         self.drain: asyncio.Future[None] | None = None
         self.write_paused = False
@@ -314,7 +316,7 @@ class _StreamProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
+        self.eof = self.lost = True
         self.error = exc
         self._wake_reader()
         self.write_paused = False
@@ -349,6 +351,8 @@ class _AsyncioStream(AsyncStream):
         self._transport = transport
         self._protocol = protocol
         self._loop = asyncio.get_running_loop()
+        #: close() was called: the end of the stream is ours, not news from the peer.
+        self._closed = False
 
     async def _wait(self, future: asyncio.Future[None], timeout: float | None) -> None:
         timer = (
@@ -362,7 +366,10 @@ class _AsyncioStream(AsyncStream):
 
     async def read(self, max_bytes: int, timeout: float | None) -> bytes:
         protocol = self._protocol
-        if not protocol.buffer and not protocol.eof and not self._transport.is_closing():
+        # A transport that is closing by itself (a fatal TLS error, e.g. the server's alert
+        # refusing our certificate) says why only in connection_lost, a loop turn later: wait
+        # for it, or the reason is lost and the end looks like a clean close.
+        if not protocol.buffer and not protocol.eof and not self._closed:
             protocol.reader = self._loop.create_future()
             try:
                 await self._wait(protocol.reader, timeout)
@@ -385,7 +392,14 @@ class _AsyncioStream(AsyncStream):
     async def write(self, data: bytes, timeout: float | None) -> None:
         protocol = self._protocol
         if self._transport.is_closing():
-            raise ConnectionResetError(str(protocol.error or "") or "connection closed")
+            if not self._closed and not protocol.lost:  # why it closes comes next (see read)
+                protocol.drain = self._loop.create_future()
+                try:
+                    await self._wait(protocol.drain, timeout)
+                finally:
+                    protocol.drain = None
+            error = protocol.error
+            raise ConnectionResetError("connection closed" if error is None else _broken(error))
         self._transport.write(data)
         if protocol.write_paused:
             protocol.drain = self._loop.create_future()
@@ -403,6 +417,7 @@ class _AsyncioStream(AsyncStream):
         return self._transport.get_extra_info("peercert") or {}
 
     async def close(self) -> None:
+        self._closed = True
         self._transport.close()
         self._protocol._wake_reader()
 

@@ -30,7 +30,7 @@ import logging
 import ssl
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from .config import Config
 from .protocols.base import BaseProtocol, ServerContext
@@ -136,9 +136,15 @@ def server_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def _why(exc: ssl.SSLError) -> str | None:
+    """OpenSSL's reason for an SSLError, or None: typeshed says str, but it is None when
+    OpenSSL gave none (a compiled build checks the value against the stubs)."""
+    return cast("str | None", getattr(exc, "reason", None))
+
+
 def _chain_error(config: Config, exc: ssl.SSLError) -> str:
     """Why load_cert_chain failed, naming the files and the settings."""
-    if exc.reason == "KEY_VALUES_MISMATCH":
+    if _why(exc) == "KEY_VALUES_MISMATCH":
         return (
             f"--keyfile {config.keyfile or config.certfile} is not the key of --certfile "
             f"{config.certfile}"
@@ -151,7 +157,7 @@ def _chain_error(config: Config, exc: ssl.SSLError) -> str:
 
 def _reason(exc: OSError) -> str:
     if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
+        return _why(exc) or str(exc)
     return exc.strerror or str(exc)
 
 
@@ -295,7 +301,7 @@ def describe_handshake_error(exc: ssl.SSLError) -> tuple[int, str]:
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = _CLIENT_CERT_ERRORS.get(exc.verify_code, exc.verify_message)
         return logging.WARNING, f"client certificate refused: {why} ({exc.verify_message})"
-    reason = exc.reason or ""
+    reason = _why(exc) or ""
     if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return logging.WARNING, "no client certificate (--ca-certs requires one)"
     if reason in ("TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
@@ -381,7 +387,10 @@ class TlsProtocol(BaseProtocol):
             level, why = describe_handshake_error(exc)
             log.log(level, "TLS handshake with %s failed: %s", self.peer, why)
             self._send_pending()  # the alert, if OpenSSL made one
-            self.close(linger=False)
+            # A lingering close: under TLS 1.3 the client may have finished its side and sent
+            # its first request already; closing with it unread would send an RST, which can
+            # destroy the alert before the client reads why it was refused.
+            self.close()
             return
         self._send_pending()  # our Finished, the session tickets
         self._start_inner()
@@ -431,7 +440,7 @@ class TlsProtocol(BaseProtocol):
                     self._ended = True
                     break
                 except ssl.SSLError as exc:
-                    log.info("TLS connection from %s: %s; closing", self.peer, exc.reason or exc)
+                    log.info("TLS connection from %s: %s; closing", self.peer, _why(exc) or exc)
                     self._send_pending()
                     self._abort_inner()
                     return
@@ -582,7 +591,7 @@ class TlsTransport(asyncio.Transport):
         try:
             self._encrypt(data)
         except ssl.SSLError as exc:
-            log.info("TLS connection: cannot encrypt (%s); closing", exc.reason or exc)
+            log.info("TLS connection: cannot encrypt (%s); closing", _why(exc) or exc)
             self.abort()
             return
         self._send(self._ciphertext())
@@ -595,7 +604,7 @@ class TlsTransport(asyncio.Transport):
                 self._encrypt(view[start : start + _SLICE])
                 pieces.append(self._ciphertext())
         except ssl.SSLError as exc:
-            log.info("TLS connection: cannot encrypt (%s); closing", exc.reason or exc)
+            log.info("TLS connection: cannot encrypt (%s); closing", _why(exc) or exc)
             self.abort()
             return
         self._transport.writelines(pieces)

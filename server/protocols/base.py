@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import cast
 
+from mypy_extensions import mypyc_attr
+
 from ..bodies import upload_slots
 from ..config import Config
 from ..dispatch import AppRunner
@@ -44,6 +46,8 @@ class ServerContext:
         self.uploads = upload_slots(config)
 
 
+# Compiled, it may still be subclassed by Python code: the TLS layer's tests, an embedder's own.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BaseProtocol(asyncio.Protocol):
     """Connection bookkeeping shared by the mux, classic uwsgi and HTTP protocols."""
 
