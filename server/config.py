@@ -339,6 +339,26 @@ _MAX_INT32 = 2**31 - 1
 
 # ---------------------------------------------------------------- the table
 
+
+def _allowance(
+    name: str, burst: int, rate: float, burst_what: str, rate_what: str
+) -> tuple[Setting, Setting]:
+    """The two settings of one flood allowance: a token bucket of ``{name}_burst`` frames,
+    refilled at ``{name}_rate`` frames per second."""
+    return (
+        Setting(f"{name}_burst", FLOOD, burst, f"{burst_what} in a burst.", kind="int", minimum=1),
+        Setting(
+            f"{name}_rate",
+            FLOOD,
+            rate,
+            f"{rate_what} per second refilled.",
+            kind="float",
+            minimum=0.0,
+            metavar="PER_SECOND",
+        ),
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     # Application
     Setting(
@@ -684,60 +704,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0.0,
     ),
     # Flood protection: token buckets per connection (burst, refilled at rate per second).
-    Setting(
-        "reset_burst",
-        FLOOD,
+    *_allowance("reset", 1000, 100.0, "RESET frames a client may send", "RESET frames"),
+    *_allowance("ping", 50, 5.0, "PING frames", "PING frames"),
+    *_allowance("settings", 20, 1.0, "SETTINGS frames", "SETTINGS frames"),
+    *_allowance(
+        "glitch",
         1000,
-        "RESET frames a client may send in a burst.",
-        kind="int",
-        minimum=1,
-    ),
-    Setting(
-        "reset_rate",
-        FLOOD,
         100.0,
-        "RESET frames per second refilled.",
-        kind="float",
-        minimum=0.0,
-        metavar="PER_SECOND",
-    ),
-    Setting("ping_burst", FLOOD, 50, "PING frames in a burst.", kind="int", minimum=1),
-    Setting(
-        "ping_rate",
-        FLOOD,
-        5.0,
-        "PING frames per second refilled.",
-        kind="float",
-        minimum=0.0,
-        metavar="PER_SECOND",
-    ),
-    Setting("settings_burst", FLOOD, 20, "SETTINGS frames in a burst.", kind="int", minimum=1),
-    Setting(
-        "settings_rate",
-        FLOOD,
-        1.0,
-        "SETTINGS frames per second refilled.",
-        kind="float",
-        minimum=0.0,
-        metavar="PER_SECOND",
-    ),
-    Setting(
-        "glitch_burst",
-        FLOOD,
-        1000,
-        "Useless frames (empty DATA, frames on closed streams, unknown types, invalid "
-        "requests) in a burst.",
-        kind="int",
-        minimum=1,
-    ),
-    Setting(
-        "glitch_rate",
-        FLOOD,
-        100.0,
-        "Useless frames per second refilled.",
-        kind="float",
-        minimum=0.0,
-        metavar="PER_SECOND",
+        "Useless frames (empty DATA, frames on closed streams, unknown types, invalid requests)",
+        "Useless frames",
     ),
     Setting(
         "max_queued_control",

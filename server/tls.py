@@ -559,7 +559,7 @@ class TlsProtocol(BaseProtocol):
 
     # ---------------------------------------------------------------- the worker's tick
 
-    def check_timeouts(self, now: float) -> None:
+    def enforce_timeouts(self, now: float) -> None:
         # Only while handshaking: afterwards the inner protocol is the worker's connection.
         self.check_preface_timeout(now, "TLS handshake not complete", linger=False)
 

@@ -10,7 +10,7 @@ from typing import cast
 
 from mypy_extensions import mypyc_attr
 
-from ..bodies import upload_slots
+from ..bodies import READ_AHEAD, upload_slots
 from ..config import Config
 from ..dispatch import AppRunner
 from .flood import FloodGovernor
@@ -71,6 +71,10 @@ class BaseProtocol(asyncio.Protocol):
         self.lingering = 0.0
         #: The peer half-closed (sent FIN): answer what it sent, then close.
         self.peer_eof = False
+        #: Request body bytes received and not yet read by the application (classic uwsgi
+        #: and HTTP): reading from the socket pauses above _high_water, resumes below half.
+        self._unread = 0
+        self._high_water = max(self.config.body_buffer_size, READ_AHEAD)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -142,6 +146,26 @@ class BaseProtocol(asyncio.Protocol):
         if not self.busy:
             self.close()
 
+    def _consumed(self, size: int) -> None:
+        """Body bytes were read by the application (its thread): read more once few wait."""
+        self.runner.post(self._on_consumed, size)
+
+    def _on_consumed(self, size: int) -> None:
+        self._unread -= size
+        if (
+            self._unread < self._high_water // 2
+            and self.transport is not None
+            and not self.closed
+            and not self.writing_paused
+            and self.wants_more_body()
+        ):
+            self.transport.resume_reading()
+
+    def wants_more_body(self) -> bool:
+        """Whether reading may resume once the application has read its body's buffered
+        bytes (the protocol's own conditions beside the buffer's level)."""
+        return True
+
     def linger_expired(self, now: float) -> None:
         if self.lingering and now - self.lingering > LINGER and self.transport is not None:
             self.transport.close()
@@ -150,14 +174,20 @@ class BaseProtocol(asyncio.Protocol):
         """Write whatever output the protocol has queued (once per batch)."""
 
     def check_timeouts(self, now: float) -> None:
-        """Called about once a second by the worker: enforce this connection's timeouts."""
-
-    def check_preface_timeout(self, now: float, missing: str, *, linger: bool = True) -> None:
-        """check_timeouts of a connection that has not chosen its protocol yet: close it once
-        header_timeout passed, logging what is ``missing`` ("nothing received")."""
+        """Called about once a second by the worker: end a lingering close whose time is up,
+        or enforce the open connection's own timeouts (enforce_timeouts)."""
         if self.closed:
             self.linger_expired(now)
-        elif not self.drain_expired(now) and now - self.opened > self.config.header_timeout:
+        else:
+            self.enforce_timeouts(now)
+
+    def enforce_timeouts(self, now: float) -> None:
+        """The protocol's timeouts on an open connection (check_timeouts calls it)."""
+
+    def check_preface_timeout(self, now: float, missing: str, *, linger: bool = True) -> None:
+        """enforce_timeouts of a connection that has not chosen its protocol yet: close it
+        once header_timeout passed, logging what is ``missing`` ("nothing received")."""
+        if not self.drain_expired(now) and now - self.opened > self.config.header_timeout:
             log.info("closing a connection from %s: %s in %gs", self.peer, missing,
                      self.config.header_timeout)  # fmt: skip
             self.close(linger=linger)

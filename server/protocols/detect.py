@@ -158,5 +158,5 @@ class DetectProtocol(BaseProtocol):
             self.transport.write(error_response("400 Bad Request", f"{_TLS_REQUIRED}: {hint}"))
         self.close()
 
-    def check_timeouts(self, now: float) -> None:
+    def enforce_timeouts(self, now: float) -> None:
         self.check_preface_timeout(now, "nothing received")

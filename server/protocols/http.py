@@ -19,7 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from ..bodies import READ_AHEAD, RequestBody
+from ..bodies import RequestBody
 from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange
 from ..wsgi import ReadableInput, ResponseHead
@@ -133,10 +133,7 @@ class HttpProtocol(BaseProtocol):
         self._reader = _RequestReader(self, self.config)
         self._parser = httptools.HttpRequestParser(self._reader)
         self._queue: deque[_Request] = deque()  # parsed; the first one is being served
-        #: Body bytes received and not yet read by the application (or done with).
-        self._unread = 0
         self._bound = self.config.body_buffer_size
-        self._high_water = max(self._bound, READ_AHEAD)
         #: The application call in progress reads its body as it arrives: it holds an
         #: upload slot.
         self._uploading = False
@@ -319,19 +316,8 @@ class HttpProtocol(BaseProtocol):
         request.exchange = Exchange(self.runner, self, 0, request.environ, wsgi_input, None, "http")
         self.runner.submit(request.exchange)
 
-    def _consumed(self, size: int) -> None:
-        self.runner.post(self._on_consumed, size)
-
-    def _on_consumed(self, size: int) -> None:
-        self._unread -= size
-        if (
-            self._unread < self._high_water // 2
-            and self.transport is not None
-            and not self.closed
-            and len(self._queue) <= _MAX_PIPELINE
-            and not self.writing_paused
-        ):
-            self.transport.resume_reading()
+    def wants_more_body(self) -> bool:
+        return len(self._queue) <= _MAX_PIPELINE
 
     # ---------------------------------------------------------------- output (Sink)
 
@@ -446,10 +432,7 @@ class HttpProtocol(BaseProtocol):
     def busy(self) -> bool:
         return bool(self._queue)
 
-    def check_timeouts(self, now: float) -> None:
-        if self.closed:
-            self.linger_expired(now)
-            return
+    def enforce_timeouts(self, now: float) -> None:
         config = self.config
         if self._queue:
             request = self._queue[0]

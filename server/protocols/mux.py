@@ -599,10 +599,7 @@ class MuxProtocol(BaseProtocol):
         self.flush()
         self._maybe_close()
 
-    def check_timeouts(self, now: float) -> None:
-        if self.closed:
-            self.linger_expired(now)
-            return
+    def enforce_timeouts(self, now: float) -> None:
         config = self.config
         timeout = config.header_timeout
         drain_ping_at = self._drain_ping_at

@@ -20,7 +20,7 @@ from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
 
-from ..bodies import READ_AHEAD, RequestBody
+from ..bodies import RequestBody
 from ..config import Config
 from ..dispatch import AppRunner
 from ..exchange import EMPTY_INPUT, Exchange, call_now
@@ -62,9 +62,6 @@ class UwsgiProtocol(BaseProtocol):
         self._request_body: RequestBody | None = None
         self._environ: dict[str, Any] = {}
         self._body_left = 0
-        #: Body bytes received and not yet read by the application (streamed bodies).
-        self._unread = 0
-        self._high_water = max(self.config.body_buffer_size, READ_AHEAD)
         #: The application reads its body as it arrives: it holds an upload slot.
         self._uploading = False
         self._pending: list[bytes] = []  # response bytes held while writing is paused
@@ -238,20 +235,8 @@ class UwsgiProtocol(BaseProtocol):
             self.ctx.uploads.withdraw(body.ticket)
             body.ticket = None
 
-    def _consumed(self, size: int) -> None:
-        """Body bytes were read by the application (its thread): read more once few wait."""
-        self.runner.post(self._on_consumed, size)
-
-    def _on_consumed(self, size: int) -> None:
-        self._unread -= size
-        if (
-            self._unread < self._high_water // 2
-            and self._body_left
-            and self.transport is not None
-            and not self.closed
-            and not self.writing_paused
-        ):
-            self.transport.resume_reading()
+    def wants_more_body(self) -> bool:
+        return bool(self._body_left)
 
     def _reject(self, status: str, message: str) -> None:
         if self.transport is not None:
@@ -330,10 +315,7 @@ class UwsgiProtocol(BaseProtocol):
     def busy(self) -> bool:
         return self._exchange is not None or self._request_body is not None
 
-    def check_timeouts(self, now: float) -> None:
-        if self.closed:
-            self.linger_expired(now)
-            return
+    def enforce_timeouts(self, now: float) -> None:
         if self.drain_expired(now):
             return
         body = self._request_body
