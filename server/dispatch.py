@@ -75,9 +75,6 @@ class AppRunner:
         self.server_port = server_port
         self._loop = loop
         self._jobs: queue.SimpleQueue[Exchange | None] = queue.SimpleQueue()
-        # Per application thread: whether it waits for work. One entry per thread, written by
-        # that thread only, so no locking.
-        self._waiting = [False] * threads
         self._results: deque[tuple[Callable[..., None], tuple[object, ...]]] = deque()
         self._wakeup_pending = False
         #: Protocols that queued output while results were handled; flushed once per batch.
@@ -99,11 +96,6 @@ class AppRunner:
             thread.start()
 
     # ---------------------------------------------------------------- loop side
-
-    @property
-    def all_idle(self) -> bool:
-        """Whether every application thread is waiting for work."""
-        return all(self._waiting) and self._jobs.empty()
 
     def submit(self, exchange: Exchange) -> None:
         self.active += 1
@@ -209,11 +201,8 @@ class AppRunner:
         starts, current, busy = self._starts, self._current, self._busy_time
         clock = time.monotonic
         get = self._jobs.get
-        waiting = self._waiting
         while True:
-            waiting[index] = True
             exchange = get()
-            waiting[index] = False
             if exchange is None:
                 return
             current[index] = exchange

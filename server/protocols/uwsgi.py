@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import socket
 import threading
 import time
 from typing import Any
@@ -134,13 +133,12 @@ class UwsgiProtocol(BaseProtocol):
         if "REMOTE_ADDR" not in environ and self.peer != "unix":
             environ["REMOTE_ADDR"], _, environ["REMOTE_PORT"] = self.peer.rpartition(":")
         self._trailing = len(rest) > content_length
-        if not content_length and not rest and self.runner.all_idle and self._hand_over(environ):
-            return
         self._environ = environ
         if not content_length:
-            if self.transport is not None:
-                self.transport.pause_reading()  # a body-less request reads nothing more
-            self._call(EMPTY_INPUT)
+            if self._trailing or not self._hand_over(EMPTY_INPUT):
+                if self.transport is not None:
+                    self.transport.pause_reading()  # a body-less request reads nothing more
+                self._call(EMPTY_INPUT)
             return
         # The body is read first (bodies.py): the application is called once it is
         # complete, or once it outgrew body_buffer_size and got an upload slot.
@@ -167,23 +165,24 @@ class UwsgiProtocol(BaseProtocol):
         if self._body_left and self.transport is not None:
             self.transport.resume_reading()  # stopped at the bound, waiting for the slot
 
-    def _hand_over(self, environ: dict[str, Any]) -> bool:
-        """Give a complete body-less request, and the socket, to an application thread (see
-        serve_in_thread). The loop's transport is dropped here, after the socket was
-        duplicated, so the thread owns the only descriptor and the loop can never close it
-        under the thread."""
+    def _hand_over(self, wsgi_input: ReadableInput) -> bool:
+        """Give the complete request (its body, if any, was buffered whole) and the socket to
+        an application thread (see serve_in_thread). The loop's transport is dropped here,
+        after the socket was duplicated, so the thread owns the only descriptor and the loop
+        can never close it under the thread. Only for a request that nothing followed: the
+        thread closes at once, which a peer with bytes left unread would see as an RST."""
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or transport is None:
-            return False
+            return False  # over TLS: the socket carries ciphertext
         try:
-            own = socket.socket(sock.family, socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
+            fd = os.dup(sock.fileno())
         except OSError:
             return False
         # The transport forgets the connection now; connection_lost finds no exchange.
         self.closed = True
         transport.abort()
-        serve_in_thread(self.runner, self.config, own, environ)
+        serve_in_thread(self.runner, self.config, fd, self._environ, wsgi_input)
         return True
 
     def _body(self, data: bytes) -> None:
@@ -208,7 +207,9 @@ class UwsgiProtocol(BaseProtocol):
                 if body.ticket is not None:
                     self.ctx.uploads.withdraw(body.ticket)  # it ended before it got a slot
                     body.ticket = None
-                self._call(body.buffered_input())
+                wsgi_input = body.buffered_input()
+                if self._trailing or not self._hand_over(wsgi_input):
+                    self._call(wsgi_input)
         elif self._exchange is None:
             if body.outgrown:
                 if transport is not None:
@@ -339,37 +340,42 @@ class UwsgiProtocol(BaseProtocol):
 
 
 def serve_in_thread(
-    runner: AppRunner, config: Config, sock: socket.socket, environ: dict[str, Any]
+    runner: AppRunner, config: Config, fd: int, environ: dict[str, Any], wsgi_input: ReadableInput
 ) -> None:
-    """Run a complete body-less classic request on an application thread that also writes the
-    response and closes ``sock`` (uWSGI's model), which it owns from now on.
+    """Run a complete classic request on an application thread that also writes the response
+    to the socket ``fd`` and closes it (uWSGI's model); the thread owns ``fd`` from now on.
 
-    The loop is not woken for the response, and the socket needs no lingering close: only
-    a request that nothing followed comes here, so nothing is left unread (see LINGER).
-    Only while every application thread is idle (see UwsgiProtocol._start): under load,
-    threads doing their own system calls hand the GIL back and forth with each other and
-    starve the loop (nginx in front then loses throughput and its tail latency grows
-    severalfold), where the loop writing every response in one batch does not.
+    This is the one hand-off of the request: the loop is not woken for its response, which
+    the thread writes as it is produced (a streamed one chunk by chunk, with no round trip
+    through the loop per chunk), nor for its end (the counters and the access log ride with
+    the next batch, see AppRunner.post_quiet). A socket with room takes the response in one
+    non-blocking send; a peer that does not read holds the thread for at most
+    ``stuck_window_timeout`` without progress.
     """
-    sink = _ThreadSink(sock, runner, config.stuck_window_timeout)
-    runner.submit(Exchange(runner, sink, 0, environ, EMPTY_INPUT, None, "uwsgi", post=call_now))
+    sink = _ThreadSink(fd, runner, config.stuck_window_timeout)
+    runner.submit(Exchange(runner, sink, 0, environ, wsgi_input, None, "uwsgi", post=call_now))
+
+
+#: Responses up to this size are sent with their head in one write; larger bodies are not
+#: copied to be joined to it.
+_JOIN_LIMIT = 64 * 1024
 
 
 class _ThreadSink:
     """The Sink of a classic request run by serve_in_thread.
 
     Every method runs on the application thread (the exchange posts with call_now), except
-    abort_response, which harakiri may call from the loop: the lock keeps the socket from
-    being closed (and its descriptor number reused by another connection) while the thread
-    writes.
+    abort_response, which harakiri may call from the loop: the lock keeps the descriptor from
+    being closed (and its number reused by another connection) while the thread writes.
     """
 
-    __slots__ = ("_lock", "_runner", "_sock", "_timeout")
+    __slots__ = ("_fd", "_lock", "_runner", "_timeout")
     #: Never over TLS: the hand-over needs the connection's own socket.
     tls_environ = None
 
-    def __init__(self, sock: socket.socket, runner: AppRunner, timeout: float) -> None:
-        self._sock: socket.socket | None = sock
+    def __init__(self, fd: int, runner: AppRunner, timeout: float) -> None:
+        #: The socket's descriptor (non-blocking, as the loop accepted it); -1 once closed.
+        self._fd = fd
         self._lock = threading.Lock()
         self._runner = runner
         self._timeout = timeout
@@ -381,11 +387,11 @@ class _ThreadSink:
         deadline = 0.0
         while view:
             with self._lock:
-                sock = self._sock
-                if sock is None:
+                fd = self._fd
+                if fd < 0:
                     return
                 try:
-                    sent = sock.send(view, socket.MSG_DONTWAIT)
+                    sent = os.write(fd, view)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -405,7 +411,7 @@ class _ThreadSink:
                 self._fail(exchange)
                 return
             poller = select.poll()
-            poller.register(sock, select.POLLOUT)
+            poller.register(fd, select.POLLOUT)
             poller.poll(min(deadline - now, 1.0) * 1000)
 
     def _fail(self, exchange: Exchange) -> None:
@@ -414,12 +420,17 @@ class _ThreadSink:
 
     def _close(self) -> None:
         with self._lock:
-            sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
-        self._send(exchange, render_head(_protocol_line(exchange.environ), head) + body)
+        rendered = render_head(_protocol_line(exchange.environ), head)
+        if len(body) <= _JOIN_LIMIT:
+            self._send(exchange, rendered + body)
+        else:
+            self._send(exchange, rendered)
+            self._send(exchange, body)
         self.done(exchange)
 
     def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
