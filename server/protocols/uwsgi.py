@@ -11,7 +11,6 @@ application is called, or streamed on an upload slot when it is over ``body_buff
 from __future__ import annotations
 
 import logging
-import os
 import select
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
 
+from .. import fdio
 from ..bodies import RequestBody
 from ..config import Config
 from ..dispatch import AppRunner
@@ -176,7 +176,7 @@ class UwsgiProtocol(BaseProtocol):
         if sock is None or transport is None:
             return False  # over TLS: the socket carries ciphertext
         try:
-            fd = os.dup(sock.fileno())
+            fd = fdio.dup(sock.fileno())
         except OSError:
             return False
         # The transport forgets the connection now; connection_lost finds no exchange.
@@ -383,15 +383,15 @@ class _ThreadSink:
     def _send(self, exchange: Exchange, data: bytes) -> None:
         """Write all of ``data``; waits (at most ``timeout`` without progress) while the peer
         does not read. A failure cancels the exchange: its next chunk is not produced."""
-        view = memoryview(data)
+        offset = 0
         deadline = 0.0
-        while view:
+        while offset < len(data):
             with self._lock:
                 fd = self._fd
                 if fd < 0:
                     return
                 try:
-                    sent = os.write(fd, view)
+                    sent = fdio.write(fd, data, offset)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -400,7 +400,7 @@ class _ThreadSink:
                 self._fail(exchange)
                 return
             if sent:
-                view = view[sent:]
+                offset += sent
                 deadline = 0.0
                 continue
             now = _monotonic()
@@ -422,7 +422,7 @@ class _ThreadSink:
         with self._lock:
             fd, self._fd = self._fd, -1
         if fd >= 0:
-            os.close(fd)
+            fdio.close(fd)
 
     def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         rendered = render_head(_protocol_line(exchange.environ), head)
