@@ -14,6 +14,7 @@ import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from muxwsgi import InvalidVarsError, classic
@@ -69,6 +70,8 @@ class UwsgiProtocol(BaseProtocol):
         #: The peer sent bytes after its request: closing with them unread would send an RST
         #: that can destroy the response, so the close lingers (see LINGER).
         self._trailing = False
+        #: The socket was handed to an application thread with the request (_hand_over).
+        self._handed = False
 
     # ---------------------------------------------------------------- input
 
@@ -170,7 +173,10 @@ class UwsgiProtocol(BaseProtocol):
         an application thread (see serve_in_thread). The loop's transport is dropped here,
         after the socket was duplicated, so the thread owns the only descriptor and the loop
         can never close it under the thread. Only for a request that nothing followed: the
-        thread closes at once, which a peer with bytes left unread would see as an RST."""
+        thread closes at once, which a peer with bytes left unread would see as an RST.
+
+        The connection stays in the worker's connections until the thread is done with it
+        (see _handed_done): max_connections counts it, as it would on the loop."""
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or transport is None:
@@ -179,11 +185,18 @@ class UwsgiProtocol(BaseProtocol):
             fd = fdio.dup(sock.fileno())
         except OSError:
             return False
-        # The transport forgets the connection now; connection_lost finds no exchange.
-        self.closed = True
+        # The transport forgets the connection now (see connection_lost).
+        self.closed = self._handed = True
+        self._request_body = None
         transport.abort()
-        serve_in_thread(self.runner, self.config, fd, self._environ, wsgi_input)
+        serve_in_thread(self.runner, self.config, fd, self._environ, wsgi_input,
+                        self._handed_done)  # fmt: skip
         return True
+
+    def _handed_done(self, exchange: Exchange) -> None:
+        """The thread that was handed the connection closed it (loop thread)."""
+        self.ctx.connections.discard(self)
+        self.runner.done(exchange)
 
     def _body(self, data: bytes) -> None:
         body = self._request_body
@@ -306,6 +319,8 @@ class UwsgiProtocol(BaseProtocol):
             self._close_after_response()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._handed:
+            return  # the transport let go of a socket that an application thread now serves
         super().connection_lost(exc)
         if self._exchange is not None:
             self._exchange.cancel()
@@ -340,19 +355,24 @@ class UwsgiProtocol(BaseProtocol):
 
 
 def serve_in_thread(
-    runner: AppRunner, config: Config, fd: int, environ: dict[str, Any], wsgi_input: ReadableInput
+    runner: AppRunner,
+    config: Config,
+    fd: int,
+    environ: dict[str, Any],
+    wsgi_input: ReadableInput,
+    finished: Callable[[Exchange], None],
 ) -> None:
     """Run a complete classic request on an application thread that also writes the response
     to the socket ``fd`` and closes it (uWSGI's model); the thread owns ``fd`` from now on.
 
     This is the one hand-off of the request: the loop is not woken for its response, which
     the thread writes as it is produced (a streamed one chunk by chunk, with no round trip
-    through the loop per chunk), nor for its end (the counters and the access log ride with
-    the next batch, see AppRunner.post_quiet). A socket with room takes the response in one
+    through the loop per chunk), nor for its end: ``finished`` runs on the loop with the next
+    batch (see AppRunner.post_quiet). A socket with room takes the response in one
     non-blocking send; a peer that does not read holds the thread for at most
     ``stuck_window_timeout`` without progress.
     """
-    sink = _ThreadSink(fd, runner, config.stuck_window_timeout)
+    sink = _ThreadSink(fd, runner, config.stuck_window_timeout, finished)
     runner.submit(Exchange(runner, sink, 0, environ, wsgi_input, None, "uwsgi", post=call_now))
 
 
@@ -369,15 +389,18 @@ class _ThreadSink:
     being closed (and its number reused by another connection) while the thread writes.
     """
 
-    __slots__ = ("_fd", "_lock", "_runner", "_timeout")
+    __slots__ = ("_fd", "_finished", "_lock", "_runner", "_timeout")
     #: Never over TLS: the hand-over needs the connection's own socket.
     tls_environ = None
 
-    def __init__(self, fd: int, runner: AppRunner, timeout: float) -> None:
+    def __init__(
+        self, fd: int, runner: AppRunner, timeout: float, finished: Callable[[Exchange], None]
+    ) -> None:
         #: The socket's descriptor (non-blocking, as the loop accepted it); -1 once closed.
         self._fd = fd
         self._lock = threading.Lock()
         self._runner = runner
+        self._finished = finished
         self._timeout = timeout
 
     def _send(self, exchange: Exchange, data: bytes) -> None:
@@ -449,8 +472,9 @@ class _ThreadSink:
     def done(self, exchange: Exchange) -> None:
         self._close()
         exchange.finished = _monotonic()
-        # Counters and the access log only: no reason to wake the loop for them.
-        self._runner.post_quiet(self._runner.done, exchange)
+        # Bookkeeping only (counters, the access log, the connection count): no reason to
+        # wake the loop for it.
+        self._runner.post_quiet(self._finished, exchange)
 
 
 def _protocol_line(environ: dict[str, Any]) -> str:

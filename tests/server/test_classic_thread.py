@@ -186,3 +186,24 @@ def test_counted_in_stats_and_access_log(tmp_path: Path) -> None:
         assert all(f'"GET /status" {201 + i} ' in text for i in range(3)), text
     finally:
         srv.stop()
+
+
+def test_requests_on_threads_count_as_connections(tmp_path: Path) -> None:
+    """A connection handed to an application thread still counts for max-connections until
+    the thread closes it: a third connection is refused while two requests are in the
+    worker, one running and one queued for the only thread."""
+    srv = start("tests.server.apps:app", "--workers", "1", "--threads", "1",
+                "--max-connections", "2", log_dir=tmp_path)  # fmt: skip
+    try:
+        with socket.create_connection(srv.address, timeout=10) as running, \
+                socket.create_connection(srv.address, timeout=10) as queued:  # fmt: skip
+            running.sendall(request("/stream", "n=2&size=10&delay=2"))
+            assert running.recv(65536).startswith(b"HTTP/1.1 200 OK")  # on the thread
+            queued.sendall(request("/hello"))
+            assert exchange(srv, request("/hello")) == b""  # refused: closed unanswered
+            assert b"".join(iter(lambda: queued.recv(65536), b"")).endswith(b"Hello, World!")
+        until(lambda: exchange(srv, request("/hello")).endswith(b"Hello, World!"), 10,
+              what="served once the two are done", ignore=(OSError,))  # fmt: skip
+        assert "max-connections (2) reached" in srv.log()
+    finally:
+        srv.stop()
