@@ -190,7 +190,7 @@ class UwsgiProtocol(BaseProtocol):
         self._request_body = None
         transport.abort()
         serve_in_thread(self.runner, self.config, fd, self._environ, wsgi_input,
-                        self._handed_done)  # fmt: skip
+                        self._handed_done, self.ctx.connections)  # fmt: skip
         return True
 
     def _handed_done(self, exchange: Exchange) -> None:
@@ -361,18 +361,23 @@ def serve_in_thread(
     environ: dict[str, Any],
     wsgi_input: ReadableInput,
     finished: Callable[[Exchange], None],
+    connections: set[BaseProtocol],
 ) -> None:
     """Run a complete classic request on an application thread that also writes the response
     to the socket ``fd`` and closes it (uWSGI's model); the thread owns ``fd`` from now on.
 
     This is the one hand-off of the request: the loop is not woken for its response, which
     the thread writes as it is produced (a streamed one chunk by chunk, with no round trip
-    through the loop per chunk), nor for its end: ``finished`` runs on the loop with the next
-    batch (see AppRunner.post_quiet). A socket with room takes the response in one
+    through the loop per chunk). ``finished`` runs on the loop with the next batch (see
+    AppRunner.post_quiet), or at once while more than half of max_connections are in use
+    (``connections``, the worker's): the connection it gives back may be the one a new
+    client needs. A socket with room takes the response in one
     non-blocking send; a peer that does not read holds the thread for at most
     ``stuck_window_timeout`` without progress.
     """
     sink = _ThreadSink(fd, runner, config.stuck_window_timeout, finished)
+    if len(connections) * 2 > config.max_connections:
+        sink.wake = True
     runner.submit(Exchange(runner, sink, 0, environ, wsgi_input, None, "uwsgi", post=call_now))
 
 
@@ -389,7 +394,7 @@ class _ThreadSink:
     being closed (and its number reused by another connection) while the thread writes.
     """
 
-    __slots__ = ("_fd", "_finished", "_lock", "_runner", "_timeout")
+    __slots__ = ("_fd", "_finished", "_lock", "_runner", "_timeout", "wake")
     #: Never over TLS: the hand-over needs the connection's own socket.
     tls_environ = None
 
@@ -401,6 +406,8 @@ class _ThreadSink:
         self._lock = threading.Lock()
         self._runner = runner
         self._finished = finished
+        #: Wake the loop for ``finished`` rather than let it wait for the next batch.
+        self.wake = False
         self._timeout = timeout
 
     def _send(self, exchange: Exchange, data: bytes) -> None:
@@ -472,9 +479,12 @@ class _ThreadSink:
     def done(self, exchange: Exchange) -> None:
         self._close()
         exchange.finished = _monotonic()
-        # Bookkeeping only (counters, the access log, the connection count): no reason to
-        # wake the loop for it.
-        self._runner.post_quiet(self._finished, exchange)
+        # Bookkeeping (counters, the access log, the connection count): no reason to wake
+        # the loop for it unless connections run short.
+        if self.wake:
+            self._runner.post(self._finished, exchange)
+        else:
+            self._runner.post_quiet(self._finished, exchange)
 
 
 def _protocol_line(environ: dict[str, Any]) -> str:
