@@ -90,3 +90,46 @@ def test_connection_waiting_for_its_first_bytes_is_served_through_a_graceful_sto
         assert srv.wait(15) == 0
     finally:
         srv.stop()
+
+
+KEEP_ALIVE = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def served_once(sock: socket.socket) -> bytes:
+    """Read one keep-alive response to /hello (its body ends the reply), leaving the
+    connection open."""
+    reply = b""
+    while not reply.endswith(b"Hello, World!"):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {reply!r}"
+        reply += chunk
+    return reply
+
+
+def test_long_lived_connections_spread_evenly_across_workers(tmp_path: Path) -> None:
+    """Connections opened in a burst, as a proxy's keep-alive pool opens them, and held
+    open: no worker is left with less than a third of them (without balancing, the worker
+    that wakes first takes the whole burst off the shared socket)."""
+    srv = start("tests.server.apps:app", "--workers", "2", "--threads", "2",
+                "--keepalive-timeout", "120",
+                "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
+    held: list[socket.socket] = []
+
+    def per_worker() -> list[int]:
+        workers = srv.stats()["workers"]
+        return [w["connections"] for w in workers if w["status"] == "ready"]
+
+    try:
+        until(lambda: len(per_worker()) == 2, what="2 workers ready")
+        until(lambda: sum(per_worker()) == 0, what="the readiness probe's connection gone")
+        held = [socket.create_connection(srv.address, timeout=10) for _ in range(16)]
+        for sock in held:
+            sock.sendall(KEEP_ALIVE)
+        for sock in held:
+            assert served_once(sock).startswith(b"HTTP/1.1 200")
+        spread = until(lambda: sum(c := per_worker()) == 16 and c, what="16 connections held")
+        assert min(spread) >= 16 / 3, spread
+    finally:
+        for sock in held:
+            sock.close()
+        srv.stop()
