@@ -36,7 +36,7 @@ LISTEN_FDS_START = 3
 YIELD_DELAY = 0.002
 #: Looks in a row that found a connection waiting, after which the worker takes one whatever
 #: its share: the others are all busy, stuck or gone.
-MAX_YIELDS = 5
+MAX_YIELDS = 10
 #: Connections accepted in one wake-up at most: then the loop serves what it has.
 ACCEPT_BATCH = 64
 #: Seconds without accepting after the process ran out of descriptors or memory (asyncio's).

@@ -1,8 +1,9 @@
-"""Accepting: max-connections, and a connection accepted before a graceful stop that sends its
-request only after the stop began."""
+"""Accepting: max-connections, a connection accepted before a graceful stop that sends its
+request only after the stop began, and how the workers share long-lived connections."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from muxwsgi import classic
+from muxwsgi.server.scoreboard import Scoreboard
 
 from ..servers import ServerProcess, connect, start, until
 
@@ -106,30 +108,88 @@ def served_once(sock: socket.socket) -> bytes:
     return reply
 
 
+def hold(address: tuple[str, int], count: int) -> list[socket.socket]:
+    """``count`` keep-alive connections opened at once, each served one request and held."""
+    held = [socket.socket() for _ in range(count)]
+    for sock in held:  # connected in a tight loop: a burst, as a proxy opens them
+        sock.settimeout(20)
+        sock.connect(address)
+    for sock in held:
+        sock.sendall(KEEP_ALIVE)
+    for sock in held:
+        assert served_once(sock).startswith(b"HTTP/1.1 200")
+    return held
+
+
+def connections(srv: ServerProcess) -> dict[int, int]:
+    """Connections per ready worker (by pid), as the stats endpoint last heard."""
+    return {w["pid"]: w["connections"] for w in srv.stats()["workers"] if w["status"] == "ready"}
+
+
+def holding(srv: ServerProcess, total: int) -> dict[int, int]:
+    """Wait until the ready workers' figures add up to ``total``; return them."""
+    return until(lambda: sum((c := connections(srv)).values()) == total and c,
+                 what=f"{total} connections held")  # fmt: skip
+
+
+def start_two(tmp_path: Path, *args: str) -> ServerProcess:
+    srv = start("tests.server.apps:app", "--workers", "2", "--threads", "2",
+                "--keepalive-timeout", "120", *args,
+                "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
+    until(lambda: len(connections(srv)) == 2, what="2 workers ready")
+    holding(srv, 0)  # the readiness probe's connection gone
+    return srv
+
+
 def test_long_lived_connections_spread_evenly_across_workers(tmp_path: Path) -> None:
     """Connections opened in a burst, as a proxy's keep-alive pool opens them, and held
     open: no worker is left with less than a third of them (without balancing, the worker
     that wakes first takes the whole burst off the shared socket)."""
-    srv = start("tests.server.apps:app", "--workers", "2", "--threads", "2",
-                "--keepalive-timeout", "120",
-                "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
+    srv = start_two(tmp_path)
     held: list[socket.socket] = []
-
-    def per_worker() -> list[int]:
-        workers = srv.stats()["workers"]
-        return [w["connections"] for w in workers if w["status"] == "ready"]
-
     try:
-        until(lambda: len(per_worker()) == 2, what="2 workers ready")
-        until(lambda: sum(per_worker()) == 0, what="the readiness probe's connection gone")
-        held = [socket.create_connection(srv.address, timeout=10) for _ in range(16)]
-        for sock in held:
-            sock.sendall(KEEP_ALIVE)
-        for sock in held:
-            assert served_once(sock).startswith(b"HTTP/1.1 200")
-        spread = until(lambda: sum(c := per_worker()) == 16 and c, what="16 connections held")
-        assert min(spread) >= 16 / 3, spread
+        held = hold(srv.address, 16)
+        spread = sorted(holding(srv, 16).values())
+        assert spread[0] >= 16 / 3, spread
     finally:
         for sock in held:
             sock.close()
         srv.stop()
+
+
+def test_a_worker_over_its_share_still_accepts_when_the_other_is_stuck(tmp_path: Path) -> None:
+    """The least loaded worker's event loop is stopped: the other, over its share, leaves
+    each new connection to it for a moment, then takes the connection itself."""
+    srv = start_two(tmp_path, "--heartbeat-timeout", "300")
+    held: list[socket.socket] = []
+    stuck = 0
+    try:
+        held = hold(srv.address, 4)
+        figures = holding(srv, 4)
+        stuck = min(figures, key=lambda pid: figures[pid])
+        os.kill(stuck, signal.SIGSTOP)
+        # Served by the other worker, at least two of them over its share.
+        held += hold(srv.address, 3)
+    finally:
+        if stuck:
+            os.kill(stuck, signal.SIGCONT)
+        for sock in held:
+            sock.close()
+        srv.stop()
+
+
+def test_balance_figures() -> None:
+    board = Scoreboard(4)
+    first, second = board.balance(0), board.balance(1)
+    assert not first.over_share(0)  # alone
+    assert not second.over_share(0)
+    assert first.over_share(1)  # one more than the least loaded
+    assert not second.over_share(1)  # now even
+    assert not first.over_share(1)
+    second.withdraw()  # draining: it no longer holds the others back
+    assert not first.over_share(5)
+    third = board.balance(2)
+    assert not third.over_share(0)  # a new worker, empty
+    assert first.over_share(5)  # the old one now leaves new connections to it
+    board.clear(2)  # its process is gone
+    assert not first.over_share(5)
