@@ -19,7 +19,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-__all__ = ("NOT_ACCEPTING", "SLACK", "Balance", "Scoreboard", "Slot", "WorkerStatus")
+__all__ = ("NOT_ACCEPTING", "Balance", "Scoreboard", "Slot", "WorkerStatus")
 
 
 class WorkerStatus(enum.IntEnum):
@@ -40,9 +40,6 @@ _SLOT = struct.Struct("<qqqdqqqqddqq")
 #: The load figure of a slot whose worker does not accept (free, booting, draining): above any
 #: real count, so that the least loaded worker is simply the smallest figure.
 NOT_ACCEPTING = 2**62
-#: How many connections more than the least loaded accepting worker a worker may hold and still
-#: accept: the spread of a pool of long-lived connections stays within SLACK + 1 of even.
-SLACK = 0
 
 
 @dataclass
@@ -121,7 +118,9 @@ class Balance:
 
     The figures are written without locks, and a worker publishes a closed connection only
     at its next accept or tick: another worker's figure may be a little high, never low, so
-    the least loaded worker always finds itself within its share (none waits for another).
+    the least loaded worker always finds itself within its share. Only a worker stopped
+    while it serves (its loop stuck, or killed and not reaped yet) leaves a figure that is
+    too low: the others then wait for it a moment before they accept (server/sockets.py).
     """
 
     __slots__ = ("_index", "_loads")
@@ -132,10 +131,12 @@ class Balance:
 
     def over_share(self, held: int) -> bool:
         """Publish ``held`` (the connections this worker holds) and say whether it is more
-        than SLACK above the least loaded accepting worker's figure."""
+        than the least loaded accepting worker's figure: a worker accepts only while it is
+        (one of) the least loaded, so that a pool of long-lived connections ends up within
+        one of even."""
         loads = self._loads
         loads[self._index] = held
-        return held > min(loads) + SLACK
+        return held > min(loads)
 
     def withdraw(self) -> None:
         """This worker stops accepting: its figure no longer holds the others back."""
