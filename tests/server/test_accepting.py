@@ -3,15 +3,19 @@ request only after the stop began, and how the workers share long-lived connecti
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from muxwsgi import classic
 from muxwsgi.server.scoreboard import Scoreboard
+from muxwsgi.server.sockets import Acceptor
+from muxwsgi.server.worker import new_event_loop
 
 from ..servers import ServerProcess, connect, start, until
 
@@ -193,3 +197,58 @@ def test_balance_figures() -> None:
     assert first.over_share(5)  # the old one now leaves new connections to it
     board.clear(2)  # its process is gone
     assert not first.over_share(5)
+
+
+class Answer(asyncio.Protocol):
+    """Answers "ok" to the first bytes and closes: a connection per request."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"ok")
+        self.transport.close()
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_acceptor_leaves_churning_connections_to_the_loop_and_takes_them_back(
+    loop_name: str,
+) -> None:
+    """More connections accepted in a second than held: the loop's own server accepts
+    (and counts them); a quiet second: the acceptor again. Every request is answered
+    throughout, and closing refuses new connections."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    address = listener.getsockname()
+
+    async def request() -> bytes:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"?")
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        acceptor = Acceptor(loop, listener, Answer, Scoreboard(2).balance(0), lambda: 0,
+                            backlog=16)  # fmt: skip
+        acceptor.start()
+        assert [await request() for _ in range(3)] == [b"ok"] * 3
+        acceptor.tick()
+        assert acceptor.direct
+        assert [await request() for _ in range(3)] == [b"ok"] * 3
+        acceptor.tick()  # the loop's server counted them: still churning
+        assert acceptor.direct
+        acceptor.tick()  # a quiet second
+        assert not acceptor.direct
+        assert await request() == b"ok"
+        acceptor.close()
+        with pytest.raises(ConnectionRefusedError):
+            await request()
+
+    loop = new_event_loop(loop_name)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
