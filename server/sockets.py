@@ -257,6 +257,9 @@ class Acceptor:
         *,
         backlog: int,
     ) -> None:
+        # As create_server does: accept() must fail rather than wait when another worker
+        # took the connection (uvloop's add_reader makes it so; asyncio's does not).
+        sock.setblocking(False)
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()

@@ -161,6 +161,21 @@ def test_long_lived_connections_spread_evenly_across_workers(tmp_path: Path) -> 
         srv.stop()
 
 
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_one_worker_keeps_serving_after_it_accepted(tmp_path: Path, loop_name: str) -> None:
+    """The worker accepts, then finds no other connection waiting: its event loop goes on
+    (it must not wait in accept() for the next one) and answers on the connection."""
+    srv = start("tests.server.apps:app", "--workers", "1", "--loop", loop_name,
+                log_dir=tmp_path)  # fmt: skip
+    try:
+        with connect(srv.address, timeout=20) as sock:
+            for _ in range(2):
+                sock.sendall(KEEP_ALIVE)
+                assert served_once(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        srv.stop()
+
+
 def test_a_worker_over_its_share_still_accepts_when_the_other_is_stuck(tmp_path: Path) -> None:
     """The least loaded worker's event loop is stopped: the other, over its share, leaves
     each new connection to it for a moment, then takes the connection itself."""
