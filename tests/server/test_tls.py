@@ -260,7 +260,10 @@ def test_hup_serves_the_new_certificate_on_the_same_socket(certs: Certs, tmp_pat
         srv.signal(signal.SIGHUP)
         until(lambda: served_certificate(srv.address, trusting_both) != first, 30,
               what="the new certificate served")  # fmt: skip
+        # The last old worker serves the old one until its replacement is ready.
+        until(lambda: srv.log().count(" exited (") == 2, 30, what="the old workers gone")
         second = served_certificate(srv.address, trusting_both)
+        assert second != first
         # A broken file on the next HUP: the certificate in service stays.
         cert.write_text("not a certificate")
         srv.signal(signal.SIGHUP)
