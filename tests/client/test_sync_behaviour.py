@@ -94,8 +94,12 @@ def test_reloads_under_load_fail_nothing(tmp_path: Path, tls: bool) -> None:
         args = ["--certfile", str(certs.server_cert), "--keyfile", str(certs.server_key)]
         options = {"verify": str(certs.ca)}
     server = start("tests.server.apps:app", "--workers", "2", "--threads", "8", *args,
-                   log_dir=tmp_path)  # fmt: skip
+                   "--stats", f"unix:{tmp_path}/stats.sock", log_dir=tmp_path)  # fmt: skip
     try:
+        # Both workers ready first: a HUP stops a worker still booting with a signal (it is
+        # outdated before it served), and the count of clean exits below would fall short.
+        until(lambda: [w["status"] for w in server.stats()["workers"]] == ["ready"] * 2,
+              30, what="two ready workers")  # fmt: skip
         host, port = server.address
         failures: list[BaseException] = []
         done = [0]

@@ -107,8 +107,13 @@ def reload_app(tmp_path: Path, *args: str, watch: Path | None = None) -> ServerP
 
 
 def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
-    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10")
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10",
+                        "--stats", f"unix:{stats}")  # fmt: skip
     try:
+        # Both workers ready first: a HUP stops a worker still booting with a signal, not a
+        # clean exit, and the count below would fall short.
+        until(lambda: settled(server, stats, 2, 0), 30, "2 workers")
         with Load(server.address, ["/fast", "/sleep?s=0.2"]) as load:
             until(lambda: len(load.tally.ok) == 3, 30, "load on all three protocols")
             for n in range(2, 7):

@@ -260,6 +260,7 @@ def test_hup_serves_the_new_certificate_on_the_same_socket(certs: Certs, tmp_pat
                 "--workers", "2", "--stats", f"unix:{tmp_path}/stats.sock",
                 log_dir=tmp_path)  # fmt: skip
     try:
+        until(lambda: only_generation(srv, 0), 30, what="the workers ready")
         first = served_certificate(srv.address, certs)
         (tmp_path / "renewed").mkdir()
         renewed = make_certs(tmp_path / "renewed")
