@@ -406,22 +406,24 @@ class _AsyncioStream(AsyncStream):
         protocol = self._protocol
         if self._transport.is_closing():
             if not self._closed and not protocol.lost:  # why it closes comes next (see read)
-                protocol.drain = self._loop.create_future()
-                try:
-                    await self._wait(protocol.drain, timeout)
-                finally:
-                    protocol.drain = None
+                await self._drained(timeout)
             error = protocol.error
             raise ConnectionResetError("connection closed" if error is None else _broken(error))
         self._transport.write(data)
         if protocol.write_paused:
-            protocol.drain = self._loop.create_future()
-            try:
-                await self._wait(protocol.drain, timeout)
-            finally:
-                protocol.drain = None
+            await self._drained(timeout)
             if protocol.error is not None:
                 raise ConnectionResetError(str(protocol.error))
+
+    async def _drained(self, timeout: float | None) -> None:
+        """Wait until writing resumes or the connection is lost (TimeoutError after
+        ``timeout``)."""
+        protocol = self._protocol
+        protocol.drain = self._loop.create_future()
+        try:
+            await self._wait(protocol.drain, timeout)
+        finally:
+            protocol.drain = None
 
     def local_address(self) -> tuple[str, str]:
         return _address_of(self._transport.get_extra_info("sockname"))
