@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent
 PACKAGE_DIRS = {
     "muxwsgi": "muxwsgi",
     "muxwsgi.client": "client",
+    "muxwsgi.client._async": "client/_async",
+    "muxwsgi.client._sync": "client/_sync",
     "muxwsgi.server": "server",
     "muxwsgi.server.protocols": "server/protocols",
 }
@@ -58,6 +60,20 @@ COMPILED = (
     "muxwsgi.server.protocols.uwsgi",
     "muxwsgi.server.protocols.http",
     "muxwsgi.server.tls",
+    "muxwsgi.client._balancing",
+    "muxwsgi.client._classic_parser",
+    "muxwsgi.client._metrics",
+    "muxwsgi.client._models",
+    "muxwsgi.client._primitives",
+    "muxwsgi.client._retries",
+    "muxwsgi.client._async.classic",
+    "muxwsgi.client._async.connection",
+    "muxwsgi.client._async.pool",
+    "muxwsgi.client._async.response",
+    "muxwsgi.client._sync.classic",
+    "muxwsgi.client._sync.connection",
+    "muxwsgi.client._sync.pool",
+    "muxwsgi.client._sync.response",
 )
 MANIFEST = "_compiled.json"
 

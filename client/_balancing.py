@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from ._config import ClientConfig
@@ -84,22 +83,35 @@ class Balanced(Protocol):
 C = TypeVar("C", bound=Balanced)
 
 
-@dataclass(eq=False)
 class EndpointState(Generic[C]):
-    """One endpoint (an address), its connections, and whether it is left out now."""
+    """One endpoint (an address), its connections, and whether it is left out now. (A plain
+    class: the compiled build has no generic dataclasses.)"""
 
-    endpoint: Endpoint
-    stats: EndpointStats = field(default_factory=EndpointStats)
-    connections: list[C] = field(default_factory=list)
-    opening: bool = False
-    #: Consecutive connection attempts that failed (the backoff grows with them).
-    connect_failures: int = 0
-    #: No connection attempt before this time (the backoff after a failed one).
-    retry_at: float = 0.0
-    ejected_until: float = 0.0
-    last_error: Exception | None = None
-    #: No longer among the addresses of its name: takes no new streams.
-    retired: bool = False
+    __slots__ = (
+        "connect_failures",
+        "connections",
+        "ejected_until",
+        "endpoint",
+        "last_error",
+        "opening",
+        "retired",
+        "retry_at",
+        "stats",
+    )
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.stats = EndpointStats()
+        self.connections: list[C] = []
+        self.opening = False
+        #: Consecutive connection attempts that failed (the backoff grows with them).
+        self.connect_failures = 0
+        #: No connection attempt before this time (the backoff after a failed one).
+        self.retry_at = 0.0
+        self.ejected_until = 0.0
+        self.last_error: Exception | None = None
+        #: No longer among the addresses of its name: takes no new streams.
+        self.retired = False
 
     def may_connect(self, now: float) -> bool:
         """Whether a new connection may be opened to it now."""

@@ -8,8 +8,8 @@ import errno
 import ipaddress
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import msgpack
@@ -35,7 +35,9 @@ __all__ = (
     "request_vars",
 )
 
-HeaderTypes = Mapping[str, str] | Iterable[tuple[str, str]] | None
+#: A header as a name and a value (a list is taken too, but not cached: see request_vars).
+HeaderPair = tuple[str, str] | list[str]
+HeaderTypes = Mapping[str, str] | Iterable[HeaderPair] | None
 
 SCHEMES = {"mux": ("mux", False), "uwsgi": ("uwsgi", False),
            "mux+unix": ("mux", True), "uwsgi+unix": ("uwsgi", True),
@@ -173,7 +175,7 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
-def _pairs(headers: HeaderTypes) -> Iterable[tuple[str, str]]:
+def _pairs(headers: HeaderTypes) -> Iterable[HeaderPair]:
     if headers is None:
         return ()
     if isinstance(headers, Mapping):
@@ -266,7 +268,7 @@ def request_vars(
 
 #: Header lists seen before -> (their vars as a VarsBlock, their Content-Type). Bounded,
 #: and emptied when full: a caller sending different headers every time gains nothing.
-_BLOCKS: dict[tuple[tuple[str, str], ...], tuple[VarsBlock, str | None]] = {}
+_BLOCKS: dict[tuple[HeaderPair, ...], tuple[VarsBlock, str | None]] = {}
 _BLOCKS_MAX = 256
 
 
@@ -311,7 +313,7 @@ def _base_vars(
     }
 
 
-def _header_vars(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def _header_vars(pairs: Iterable[HeaderPair]) -> dict[str, str]:
     """The HTTP_* vars (and CONTENT_TYPE) of request headers; Content-Length is dropped: the
     length is the body's, never a caller's claim."""
     vars: dict[str, str] = {}
@@ -338,9 +340,10 @@ _monotonic = time.monotonic
 Chunk = bytes | bytearray | memoryview
 
 
-@runtime_checkable
 class Readable(Protocol):
-    """A file opened in binary mode (only ``read`` is used)."""
+    """A file opened in binary mode (only ``read`` is used). Not runtime_checkable: a body is
+    taken for a file when it has ``read`` (the compiled build's Protocol classes are not
+    typing's, which runtime_checkable refuses)."""
 
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -367,13 +370,13 @@ def body_size(body: RequestBody) -> int | None:
 
 def body_chunks(body: Iterable[Chunk] | Readable, size: int = 1 << 16) -> Iterable[Chunk]:
     """The pieces of a streamed body, in order: a file is read ``size`` bytes at a time."""
-    if isinstance(body, Readable):
-        return _read_in_chunks(body, size)
-    return body
+    if not hasattr(body, "read"):
+        return body
+    return _read_in_chunks(body.read, size)
 
 
-def _read_in_chunks(file: Readable, size: int) -> Iterator[bytes]:
-    while chunk := file.read(size):
+def _read_in_chunks(read: Callable[[int], bytes], size: int) -> Iterator[bytes]:
+    while chunk := read(size):
         yield chunk
 
 

@@ -239,6 +239,18 @@ class Background:
 # ---------------------------------------------------------------- streams
 
 
+def _typed_attribute(owner: type, name: str) -> object:
+    """An anyio typed attribute: the key ``extra()`` looks a value up by. It is declared with
+    the type of that value but is a sentinel object, which compiled code would check against
+    the declared type (and refuse): it is read here as the object it is."""
+    return getattr(owner, name)
+
+
+_LOCAL_ADDRESS = _typed_attribute(anyio.abc.SocketAttribute, "local_address")
+_RAW_SOCKET = _typed_attribute(anyio.abc.SocketAttribute, "raw_socket")
+_PEER_CERTIFICATE = _typed_attribute(anyio.streams.tls.TLSAttribute, "peer_certificate")
+
+
 class AsyncStream:
     """A connected byte stream (TCP or unix)."""
 
@@ -269,22 +281,23 @@ class AsyncStream:
             raise ConnectionResetError(str(exc) or "connection broken") from exc
 
     def local_address(self) -> tuple[str, str]:
-        return _address_of(self._stream.extra(anyio.abc.SocketAttribute.local_address, None))
+        return _address_of(self._stream.extra(_LOCAL_ADDRESS, None))
 
     def peer_certificate(self) -> dict[str, Any]:
         """The server's verified certificate (``SSLSocket.getpeercert()``); {} without TLS."""
-        cert = self._stream.extra(anyio.streams.tls.TLSAttribute.peer_certificate, None)
-        return cert or {}
+        cert = self._stream.extra(_PEER_CERTIFICATE, None)
+        return cert if isinstance(cert, dict) else {}
 
     async def close(self) -> None:
         await self._stream.aclose()
 
 
+#: Stop reading from the socket beyond this many buffered bytes (the reader is behind).
+_HIGH_WATER = 1 << 20
+
+
 class _StreamProtocol(asyncio.Protocol):
     """The asyncio side of _AsyncioStream: buffers what arrives, wakes the one reader."""
-
-    #: Stop reading from the socket beyond this many buffered bytes (the reader is behind).
-    HIGH_WATER = 1 << 20
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -305,7 +318,7 @@ class _StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer.append(data)
         self.buffered += len(data)
-        if self.buffered > self.HIGH_WATER and not self.read_paused and self.transport:
+        if self.buffered > _HIGH_WATER and not self.read_paused and self.transport:
             self.read_paused = True
             self.transport.pause_reading()
         self._wake_reader()
@@ -384,7 +397,7 @@ class _AsyncioStream(AsyncStream):
             data, rest = data[:max_bytes], data[max_bytes:]
             protocol.buffer.appendleft(rest)
         protocol.buffered -= len(data)
-        if protocol.read_paused and protocol.buffered <= protocol.HIGH_WATER // 2:
+        if protocol.read_paused and protocol.buffered <= _HIGH_WATER // 2:
             protocol.read_paused = False
             self._transport.resume_reading()
         return data
@@ -393,22 +406,24 @@ class _AsyncioStream(AsyncStream):
         protocol = self._protocol
         if self._transport.is_closing():
             if not self._closed and not protocol.lost:  # why it closes comes next (see read)
-                protocol.drain = self._loop.create_future()
-                try:
-                    await self._wait(protocol.drain, timeout)
-                finally:
-                    protocol.drain = None
+                await self._drained(timeout)
             error = protocol.error
             raise ConnectionResetError("connection closed" if error is None else _broken(error))
         self._transport.write(data)
         if protocol.write_paused:
-            protocol.drain = self._loop.create_future()
-            try:
-                await self._wait(protocol.drain, timeout)
-            finally:
-                protocol.drain = None
+            await self._drained(timeout)
             if protocol.error is not None:
                 raise ConnectionResetError(str(protocol.error))
+
+    async def _drained(self, timeout: float | None) -> None:
+        """Wait until writing resumes or the connection is lost (TimeoutError after
+        ``timeout``)."""
+        protocol = self._protocol
+        protocol.drain = self._loop.create_future()
+        try:
+            await self._wait(protocol.drain, timeout)
+        finally:
+            protocol.drain = None
 
     def local_address(self) -> tuple[str, str]:
         return _address_of(self._transport.get_extra_info("sockname"))
@@ -457,7 +472,10 @@ class Stream:
         view = memoryview(data)
         while True:
             try:
-                view = view[self._sock.send(view) :]
+                # Sent, then sliced: compiled, a call inside a memoryview's slice runs twice
+                # (mypyc 2.4.1 evaluates the bound again when no fast path applies).
+                sent = self._sock.send(view)
+                view = view[sent:]
             except BlockingIOError:
                 pass
             if not view:
@@ -608,7 +626,7 @@ def _poll_ms(deadline: float | None) -> int | None:
     return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
 
 
-def _address_of(address: Any) -> tuple[str, str]:
+def _address_of(address: object) -> tuple[str, str]:
     if isinstance(address, tuple):
         return str(address[0]), str(address[1])
     return ("", "")
@@ -657,9 +675,9 @@ async def async_connect(
                 # A server that closes without close_notify ends the stream, as a socket does.
                 tls_standard_compatible=False,
             )
-    stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
-        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-    )
+    sock = stream.extra(_RAW_SOCKET)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return AsyncStream(stream)
 
 

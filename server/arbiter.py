@@ -340,6 +340,7 @@ class Arbiter:
             on_tick=hooks.tick,
             on_ready=ready,
             tls=self.tls.context,
+            balance=self.scoreboard.balance(index) if self.config.balance_connections else None,
         )
         hooks.worker = worker
         return worker.run()

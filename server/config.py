@@ -412,6 +412,16 @@ SETTINGS: tuple[Setting, ...] = (
         ini=("listen",),
     ),
     Setting(
+        "balance_connections",
+        SOCKETS,
+        True,
+        "Spread connections evenly across the workers: a worker holding more than its share "
+        "leaves new connections to the others. Long-lived connections (a proxy's keep-alive "
+        "pool, mux clients) otherwise stay with whichever worker woke first. false: every "
+        "worker accepts whatever it can.",
+        kind="bool",
+    ),
+    Setting(
         "unix_socket_mode",
         SOCKETS,
         0o660,
@@ -901,6 +911,7 @@ class Config:
     # Sockets
     bind: tuple[str, ...] = _default("bind")
     backlog: int = _default("backlog")
+    balance_connections: bool = _default("balance_connections")
     unix_socket_mode: int = _default("unix_socket_mode")
     allow_from: tuple[str, ...] = _default("allow_from")
     # TLS

@@ -6,6 +6,10 @@ state changes; the master reads all slots for liveness (heartbeat), readiness (r
 harakiri (the oldest running request), recycling and the stats endpoint. No locks: a slot is a
 handful of aligned 8-byte fields, and a reader that catches a half-updated slot sees figures at
 most a second stale.
+
+Beside the slots, one live figure per worker that the workers read from each other: how many
+connections it holds while it accepts (:class:`Balance`), so that a worker holding more than its
+share leaves new connections to the others.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 
-__all__ = ("Scoreboard", "Slot", "WorkerStatus")
+__all__ = ("NOT_ACCEPTING", "Balance", "Scoreboard", "Slot", "WorkerStatus")
 
 
 class WorkerStatus(enum.IntEnum):
@@ -32,6 +36,10 @@ class WorkerStatus(enum.IntEnum):
 #: oldest running request start (monotonic; 0 = none), total response time (s),
 #: harakiri count, retire reason code
 _SLOT = struct.Struct("<qqqdqqqqddqq")
+
+#: The load figure of a slot whose worker does not accept (free, booting, draining): above any
+#: real count, so that the least loaded worker is simply the smallest figure.
+NOT_ACCEPTING = 2**62
 
 
 @dataclass
@@ -57,7 +65,13 @@ class Scoreboard:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._mem = mmap.mmap(-1, _SLOT.size * size)
+        slots = _SLOT.size * size
+        self._mem = mmap.mmap(-1, slots + 8 * size)
+        #: One native int64 per slot after the slots: the connections its worker holds while
+        #: it accepts, else NOT_ACCEPTING (:class:`Balance`).
+        self.loads = memoryview(self._mem)[slots:].cast("q")
+        for index in range(size):
+            self.loads[index] = NOT_ACCEPTING
 
     def read(self, index: int) -> Slot:
         fields = _SLOT.unpack_from(self._mem, index * _SLOT.size)
@@ -91,3 +105,39 @@ class Scoreboard:
 
     def clear(self, index: int) -> None:
         self.write(index, Slot())
+        self.loads[index] = NOT_ACCEPTING
+
+    def balance(self, index: int) -> Balance:
+        """Slot ``index``'s worker's side of the accept balancing."""
+        return Balance(self.loads, index)
+
+
+class Balance:
+    """A worker's live load figure among the others': it publishes how many connections it
+    holds whenever it is about to accept, and learns whether that is more than its share.
+
+    The figures are written without locks, and a worker publishes a closed connection only
+    at its next accept or tick: another worker's figure may be a little high, never low, so
+    the least loaded worker always finds itself within its share. Only a worker stopped
+    while it serves (its loop stuck, or killed and not reaped yet) leaves a figure that is
+    too low: the others then wait for it a moment before they accept (server/sockets.py).
+    """
+
+    __slots__ = ("_index", "_loads")
+
+    def __init__(self, loads: memoryview, index: int) -> None:
+        self._loads = loads
+        self._index = index
+
+    def over_share(self, held: int) -> bool:
+        """Publish ``held`` (the connections this worker holds) and say whether it is more
+        than the least loaded accepting worker's figure: a worker accepts only while it is
+        (one of) the least loaded, so that a pool of long-lived connections ends up within
+        one of even."""
+        loads = self._loads
+        loads[self._index] = held
+        return held > min(loads)
+
+    def withdraw(self) -> None:
+        """This worker stops accepting: its figure no longer holds the others back."""
+        self._loads[self._index] = NOT_ACCEPTING

@@ -25,7 +25,8 @@ from .logs import AccessLog, reopen_logs
 from .protocols.base import ServerContext
 from .protocols.detect import DetectProtocol, parse_allow_from
 from .protocols.mux import connection_config
-from .sockets import Listener
+from .scoreboard import Balance
+from .sockets import Acceptor, Listener
 
 __all__ = ("APP_LOAD_ERROR", "WORKER_BOOT_ERROR", "Worker")
 
@@ -56,6 +57,9 @@ class Worker:
     ``on_tick`` (set by the master) is called every second with the worker; it publishes the
     worker's liveness and counters. ``tls`` is the master's TLS context (server/tls.py), made
     before the fork so that every worker shares its session ticket keys; None: no TLS.
+    ``balance`` (the worker's figure in the master's scoreboard) makes it accept only while it
+    holds no more than its share of the connections (:class:`~.sockets.Acceptor`); None: it
+    accepts whatever it can, as ``loop.create_server`` does.
     ``run()`` returns the process exit code.
     """
 
@@ -68,9 +72,11 @@ class Worker:
         on_tick: Callable[[Worker], None] | None = None,
         on_ready: Callable[[], None] | None = None,
         tls: ssl.SSLContext | None = None,
+        balance: Balance | None = None,
     ) -> None:
         self.config = config
         self.tls = tls
+        self.balance = balance
         self.listeners = listeners
         self.load_app = load_app
         self.on_tick = on_tick
@@ -79,6 +85,7 @@ class Worker:
         self.runner: AppRunner | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.AbstractServer] = []
+        self._acceptors: list[Acceptor] = []
         self._stop_deadline: float | None = None
         self._exit_code = 0
         self.started = time.monotonic()
@@ -110,18 +117,31 @@ class Worker:
         core_config = connection_config(self.config)
         allowed = parse_allow_from(self.config.allow_from)
         tls, tls_only = self.tls, self.config.tls_only
+
+        def protocol() -> DetectProtocol:
+            return DetectProtocol(ctx, core_config, allowed, tls=tls, tls_only=tls_only)
+
         try:
             for listener in self.listeners:
-                server = loop.run_until_complete(
-                    loop.create_server(
-                        lambda: DetectProtocol(
-                            ctx, core_config, allowed, tls=tls, tls_only=tls_only
-                        ),
-                        sock=listener.sock,
-                        backlog=self.config.backlog,
+                if self.balance is None:
+                    server = loop.run_until_complete(
+                        loop.create_server(
+                            protocol, sock=listener.sock, backlog=self.config.backlog
+                        )
                     )
+                    self._servers.append(server)
+                    continue
+                listener.sock.listen(self.config.backlog)  # as create_server does
+                acceptor = Acceptor(
+                    loop,
+                    listener.sock,
+                    protocol,
+                    self.balance,
+                    lambda: len(ctx.connections),
+                    backlog=self.config.backlog,
                 )
-                self._servers.append(server)
+                acceptor.start()
+                self._acceptors.append(acceptor)
         except Exception as exc:
             print(f"muxwsgi: worker cannot serve: {exc}", file=sys.stderr, flush=True)
             return WORKER_BOOT_ERROR
@@ -158,8 +178,7 @@ class Worker:
         self.stopping = True
         self.ctx.draining = True
         self._stop_deadline = time.monotonic() + self.config.graceful_timeout
-        for server in self._servers:
-            server.close()
+        self._stop_accepting()
         for conn in list(self.ctx.connections):
             conn.shutdown()
 
@@ -199,6 +218,8 @@ class Worker:
                 conn.check_timeouts(now)
             except Exception:
                 log.exception("internal error checking a connection's timeouts")
+        for acceptor in self._acceptors:
+            acceptor.tick()
         if self.on_tick is not None:
             self.on_tick(self)
         if self.stopping:
@@ -224,14 +245,19 @@ class Worker:
         if self.ctx is not None:
             for conn in list(self.ctx.connections):
                 conn.close()
-        for server in self._servers:
-            server.close()
+        self._stop_accepting()
         try:
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             loop.close()
         if self.runner is not None and not self.runner.active:
             self.runner.stop(timeout=1.0)
+
+    def _stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+        for acceptor in self._acceptors:
+            acceptor.close()
 
     @property
     def pid(self) -> int:

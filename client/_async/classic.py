@@ -7,8 +7,6 @@ client/_classic_parser.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httptools
 
 from muxwsgi import classic
@@ -35,6 +33,8 @@ class AsyncClassicExchange:
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
         self.local = stream.local_address()
+        self._deadline: float | None = None  # the request's (see send)
+        self._ended = False  # the server closed the connection
 
     @classmethod
     async def connect(
@@ -43,7 +43,9 @@ class AsyncClassicExchange:
         return cls(endpoint, await open_stream(endpoint, timeout, config))
 
     async def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
-        """Write the packet and body, then read until the response head is complete."""
+        """Write the packet and body, then read until the response head is complete. The body
+        is then read by iterating the exchange (``async for``), within the same deadline."""
+        self._deadline = deadline
         try:
             await self._stream.write(classic.encode_request(vars) + body, remaining(deadline))
             while not self._callbacks.head_done:
@@ -70,32 +72,30 @@ class AsyncClassicExchange:
             raise ProtocolViolation(f"{self.endpoint}: malformed HTTP response: {exc}") from None
         return True
 
-    async def body(self, deadline: float | None) -> AsyncIterator[bytes]:
-        """The body until the message is complete or the server closes (uwsgi's end mark)."""
+    def __aiter__(self) -> AsyncClassicExchange:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next piece of the body, until the message is complete or the server closes
+        (uwsgi's end mark): StopAsyncIteration then. Raises RequestTimeout when the deadline
+        given to :meth:`send` passes, ReadError when the connection fails or the body ends
+        before its Content-Length. (Closing is the response's: see AsyncResponse.)"""
         callbacks = self._callbacks
-        try:
-            while True:
-                while callbacks.chunks:
-                    yield callbacks.chunks.pop(0)
-                if callbacks.complete:
-                    return
-                try:
-                    more = await self._feed(deadline)
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"{self.endpoint}: deadline passed reading the body"
-                    ) from None
-                except OSError as exc:
-                    raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
-                if not more:
-                    declared = callbacks.declared_length()
-                    if declared is not None and not callbacks.complete:
-                        raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
-                    while callbacks.chunks:
-                        yield callbacks.chunks.pop(0)
-                    return
-        finally:
-            await self.aclose()
+        while not callbacks.chunks:
+            if callbacks.complete or self._ended:
+                raise StopAsyncIteration
+            try:
+                more = await self._feed(self._deadline)
+            except TimeoutError:
+                raise RequestTimeout(f"{self.endpoint}: deadline passed reading the body") from None
+            except OSError as exc:
+                raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
+            if not more:
+                self._ended = True
+                declared = callbacks.declared_length()
+                if declared is not None and not callbacks.complete:
+                    raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
+        return callbacks.chunks.pop(0)
 
     async def aclose(self) -> None:
         await self._stream.close()

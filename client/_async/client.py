@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Unpack
 
 from muxwsgi import ErrorCode, ResponseReceived
@@ -51,7 +51,7 @@ from .._retries import IDEMPOTENT, refused_pause
 from .._tls import CertTypes, VerifyTypes
 from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
 from .classic import AsyncClassicExchange
-from .connection import AsyncMuxConnection, StreamState, _monotonic
+from .connection import AsyncMuxConnection, AsyncResponseBody, StreamState, _monotonic
 from .pool import AsyncPool
 from .response import AsyncResponse
 
@@ -198,8 +198,7 @@ class AsyncClient:
             await response.aclose()
         return response
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         method: str,
         target: str,
@@ -207,14 +206,10 @@ class AsyncClient:
         headers: HeaderTypes = None,
         body: RequestBody = b"",
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-    ) -> AsyncIterator[AsyncResponse]:
-        """Send a request; the response body streams (``response.aiter_bytes()``). Leaving
-        the block early resets the stream."""
-        response = await self._send(method, target, headers, body, timeout)
-        try:
-            yield response
-        finally:
-            await response.aclose()
+    ) -> AsyncStreaming:
+        """``async with client.stream(...) as response``: send a request; the response body
+        streams (``response.aiter_bytes()``). Leaving the block early resets the stream."""
+        return AsyncStreaming(partial(self._send, method, target, headers, body, timeout))
 
     async def get(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("GET", target, **kw)
@@ -366,7 +361,7 @@ class AsyncClient:
             head.status,
             head.reason,
             head.headers,
-            conn.body(sid, state, deadline),
+            AsyncResponseBody(conn, sid, state, deadline),
             on_close,
             url=conn.url,
             complete=lambda: conn.take_complete(sid, state),
@@ -442,10 +437,30 @@ class AsyncClient:
             exchange.status,
             exchange.reason,
             exchange.headers,
-            exchange.body(deadline),
+            exchange,
             on_close,
             url=str(endpoint),
         )
+
+
+class AsyncStreaming:
+    """What :meth:`AsyncClient.stream` returns: entering sends the request and gives its
+    response; leaving closes the response (resetting its stream unless it was read to the
+    end)."""
+
+    __slots__ = ("_response", "_send")
+
+    def __init__(self, send: Callable[[], Awaitable[AsyncResponse]]) -> None:
+        self._send = send
+        self._response: AsyncResponse | None = None
+
+    async def __aenter__(self) -> AsyncResponse:
+        self._response = await self._send()
+        return self._response
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
 
 
 def _reset_after_fork() -> None:

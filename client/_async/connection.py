@@ -20,7 +20,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import muxwsgi
 from muxwsgi import (
@@ -68,7 +68,7 @@ from .._primitives import (
 )
 from .._tls import certificate_names, describe_handshake_failure, is_name_mismatch
 
-__all__ = ("AsyncMuxConnection", "StreamState")
+__all__ = ("AsyncMuxConnection", "AsyncResponseBody", "StreamState")
 
 #: What a stream's inbox holds, in the order the server sent it.
 StreamEvent = ResponseReceived | DataReceived | StreamEnded | StreamReset
@@ -667,18 +667,41 @@ class AsyncMuxConnection:
         if state is not None:
             state.done = True
 
-    async def body(
-        self, sid: int, state: StreamState, deadline: float | None
-    ) -> AsyncIterator[bytes]:
-        """Yield the response body as it arrives, acknowledging what was consumed."""
-        if state.done:
-            return
-        while True:
-            event = await self.next_event(sid, state, deadline)
+
+class AsyncResponseBody:
+    """The body of one stream's response as it arrives (``async for``), each piece's window
+    given back to the server when the caller asks for the next one (what was read is
+    consumed). A class, not an async generator: the compiled build has no async generators."""
+
+    __slots__ = ("_conn", "_deadline", "_sid", "_state", "_unacknowledged")
+
+    def __init__(
+        self, conn: AsyncMuxConnection, sid: int, state: StreamState, deadline: float | None
+    ) -> None:
+        self._conn = conn
+        self._sid = sid
+        self._state = state
+        self._deadline = deadline
+        self._unacknowledged = 0  # of the piece returned last
+
+    def __aiter__(self) -> AsyncResponseBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next piece of the body. StopAsyncIteration at its end; raises what
+        :meth:`AsyncMuxConnection.next_event` raises (resets, a dead connection, the
+        deadline)."""
+        conn, sid, state = self._conn, self._sid, self._state
+        while not state.done:
+            if self._unacknowledged:
+                size, self._unacknowledged = self._unacknowledged, 0
+                await conn.consumed(sid, size)
+            event = await conn.next_event(sid, state, self._deadline)
             if type(event) is StreamEnded:
-                return
+                break
             if type(event) is DataReceived:
+                if not event.end_stream:
+                    self._unacknowledged = event.flow_controlled_length
                 if event.data:
-                    yield event.data
-                if not event.end_stream and event.flow_controlled_length:
-                    await self.consumed(sid, event.flow_controlled_length)
+                    return event.data
+        raise StopAsyncIteration

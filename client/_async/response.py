@@ -83,20 +83,15 @@ class AsyncResponse:
                 self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
         return self._content
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrives in, once (RuntimeError the second time), or the
+        content ``aread()`` kept. The response closes when the body ends or fails."""
         if self._content is not None:
-            yield self._content
-            return
+            return AsyncBodyIterator(self, self._content, None)
         if self._consumed:
             raise RuntimeError("the body was already streamed")
         self._consumed = True
-        try:
-            async for chunk in self._body:
-                yield chunk
-        except BaseException:
-            await self._close(complete=False)
-            raise
-        await self._close(complete=True)
+        return AsyncBodyIterator(self, None, self._body)
 
     async def aclose(self) -> None:
         await self._close(complete=self._content is not None)
@@ -114,3 +109,40 @@ class AsyncResponse:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}] {self.url}>"
+
+
+class AsyncBodyIterator:
+    """What :meth:`AsyncResponse.aiter_bytes` returns: ``first`` (if any), then the pieces of
+    ``body``; the response is closed when ``body`` ends (complete) or fails (not complete: its
+    stream is reset). A class, not an async generator: the compiled build has none."""
+
+    __slots__ = ("_body", "_first", "_response")
+
+    def __init__(
+        self, response: AsyncResponse, first: bytes | None, body: AsyncIterator[bytes] | None
+    ) -> None:
+        self._response = response
+        self._first = first
+        self._body = body
+
+    def __aiter__(self) -> AsyncBodyIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        body = self._body
+        if body is None:
+            raise StopAsyncIteration
+        try:
+            return await body.__anext__()
+        except StopAsyncIteration:
+            self._body = None
+            await self._response._close(complete=True)
+            raise
+        except BaseException:
+            self._body = None
+            await self._response._close(complete=False)
+            raise

@@ -8,8 +8,6 @@ client/_classic_parser.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httptools
 
 from muxwsgi import classic
@@ -36,6 +34,8 @@ class ClassicExchange:
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
         self.local = stream.local_address()
+        self._deadline: float | None = None  # the request's (see send)
+        self._ended = False  # the server closed the connection
 
     @classmethod
     def connect(
@@ -44,7 +44,9 @@ class ClassicExchange:
         return cls(endpoint, open_stream(endpoint, timeout, config))
 
     def send(self, vars: dict[str, str], body: bytes, deadline: float | None) -> None:
-        """Write the packet and body, then read until the response head is complete."""
+        """Write the packet and body, then read until the response head is complete. The body
+        is then read by iterating the exchange (``for``), within the same deadline."""
+        self._deadline = deadline
         try:
             self._stream.write(classic.encode_request(vars) + body, remaining(deadline))
             while not self._callbacks.head_done:
@@ -71,32 +73,30 @@ class ClassicExchange:
             raise ProtocolViolation(f"{self.endpoint}: malformed HTTP response: {exc}") from None
         return True
 
-    def body(self, deadline: float | None) -> Iterator[bytes]:
-        """The body until the message is complete or the server closes (uwsgi's end mark)."""
+    def __iter__(self) -> ClassicExchange:
+        return self
+
+    def __next__(self) -> bytes:
+        """The next piece of the body, until the message is complete or the server closes
+        (uwsgi's end mark): StopIteration then. Raises RequestTimeout when the deadline
+        given to :meth:`send` passes, ReadError when the connection fails or the body ends
+        before its Content-Length. (Closing is the response's: see Response.)"""
         callbacks = self._callbacks
-        try:
-            while True:
-                while callbacks.chunks:
-                    yield callbacks.chunks.pop(0)
-                if callbacks.complete:
-                    return
-                try:
-                    more = self._feed(deadline)
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"{self.endpoint}: deadline passed reading the body"
-                    ) from None
-                except OSError as exc:
-                    raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
-                if not more:
-                    declared = callbacks.declared_length()
-                    if declared is not None and not callbacks.complete:
-                        raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
-                    while callbacks.chunks:
-                        yield callbacks.chunks.pop(0)
-                    return
-        finally:
-            self.close()
+        while not callbacks.chunks:
+            if callbacks.complete or self._ended:
+                raise StopIteration
+            try:
+                more = self._feed(self._deadline)
+            except TimeoutError:
+                raise RequestTimeout(f"{self.endpoint}: deadline passed reading the body") from None
+            except OSError as exc:
+                raise ReadError(f"{self.endpoint}: {exc.strerror or exc}") from None
+            if not more:
+                self._ended = True
+                declared = callbacks.declared_length()
+                if declared is not None and not callbacks.complete:
+                    raise ReadError(f"{self.endpoint}: the body ended before Content-Length")
+        return callbacks.chunks.pop(0)
 
     def close(self) -> None:
         self._stream.close()

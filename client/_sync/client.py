@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterator, Iterable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Unpack
 
 from muxwsgi import ErrorCode, ResponseReceived
@@ -52,7 +52,7 @@ from .._retries import IDEMPOTENT, refused_pause
 from .._tls import CertTypes, VerifyTypes
 from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
 from .classic import ClassicExchange
-from .connection import MuxConnection, StreamState, _monotonic
+from .connection import MuxConnection, ResponseBody, StreamState, _monotonic
 from .pool import Pool
 from .response import Response
 
@@ -199,7 +199,6 @@ class Client:
             response.close()
         return response
 
-    @contextmanager
     def stream(
         self,
         method: str,
@@ -208,14 +207,10 @@ class Client:
         headers: HeaderTypes = None,
         body: RequestBody = b"",
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-    ) -> Iterator[Response]:
-        """Send a request; the response body streams (``response.iter_bytes()``). Leaving
-        the block early resets the stream."""
-        response = self._send(method, target, headers, body, timeout)
-        try:
-            yield response
-        finally:
-            response.close()
+    ) -> Streaming:
+        """``with client.stream(...) as response``: send a request; the response body
+        streams (``response.iter_bytes()``). Leaving the block early resets the stream."""
+        return Streaming(partial(self._send, method, target, headers, body, timeout))
 
     def get(self, target: str, **kw: Unpack[RequestOptions]) -> Response:
         return self.request("GET", target, **kw)
@@ -365,7 +360,7 @@ class Client:
             head.status,
             head.reason,
             head.headers,
-            conn.body(sid, state, deadline),
+            ResponseBody(conn, sid, state, deadline),
             on_close,
             url=conn.url,
             complete=lambda: conn.take_complete(sid, state),
@@ -441,10 +436,30 @@ class Client:
             exchange.status,
             exchange.reason,
             exchange.headers,
-            exchange.body(deadline),
+            exchange,
             on_close,
             url=str(endpoint),
         )
+
+
+class Streaming:
+    """What :meth:`Client.stream` returns: entering sends the request and gives its
+    response; leaving closes the response (resetting its stream unless it was read to the
+    end)."""
+
+    __slots__ = ("_response", "_send")
+
+    def __init__(self, send: Callable[[], Response]) -> None:
+        self._send = send
+        self._response: Response | None = None
+
+    def __enter__(self) -> Response:
+        self._response = self._send()
+        return self._response
+
+    def __exit__(self, *exc: object) -> None:
+        if self._response is not None:
+            self._response.close()
 
 
 def _reset_after_fork() -> None:

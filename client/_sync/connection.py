@@ -21,7 +21,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import muxwsgi
 from muxwsgi import (
@@ -69,7 +69,7 @@ from .._primitives import (
 )
 from .._tls import certificate_names, describe_handshake_failure, is_name_mismatch
 
-__all__ = ("MuxConnection", "StreamState")
+__all__ = ("MuxConnection", "ResponseBody", "StreamState")
 
 #: What a stream's inbox holds, in the order the server sent it.
 StreamEvent = ResponseReceived | DataReceived | StreamEnded | StreamReset
@@ -662,16 +662,41 @@ class MuxConnection:
         if state is not None:
             state.done = True
 
-    def body(self, sid: int, state: StreamState, deadline: float | None) -> Iterator[bytes]:
-        """Yield the response body as it arrives, acknowledging what was consumed."""
-        if state.done:
-            return
-        while True:
-            event = self.next_event(sid, state, deadline)
+
+class ResponseBody:
+    """The body of one stream's response as it arrives (``for``), each piece's window
+    given back to the server when the caller asks for the next one (what was read is
+    consumed). A class, not an async generator: the compiled build has no async generators."""
+
+    __slots__ = ("_conn", "_deadline", "_sid", "_state", "_unacknowledged")
+
+    def __init__(
+        self, conn: MuxConnection, sid: int, state: StreamState, deadline: float | None
+    ) -> None:
+        self._conn = conn
+        self._sid = sid
+        self._state = state
+        self._deadline = deadline
+        self._unacknowledged = 0  # of the piece returned last
+
+    def __iter__(self) -> ResponseBody:
+        return self
+
+    def __next__(self) -> bytes:
+        """The next piece of the body. StopIteration at its end; raises what
+        :meth:`MuxConnection.next_event` raises (resets, a dead connection, the
+        deadline)."""
+        conn, sid, state = self._conn, self._sid, self._state
+        while not state.done:
+            if self._unacknowledged:
+                size, self._unacknowledged = self._unacknowledged, 0
+                conn.consumed(sid, size)
+            event = conn.next_event(sid, state, self._deadline)
             if type(event) is StreamEnded:
-                return
+                break
             if type(event) is DataReceived:
+                if not event.end_stream:
+                    self._unacknowledged = event.flow_controlled_length
                 if event.data:
-                    yield event.data
-                if not event.end_stream and event.flow_controlled_length:
-                    self.consumed(sid, event.flow_controlled_length)
+                    return event.data
+        raise StopIteration

@@ -85,19 +85,14 @@ class Response:
         return self._content
 
     def iter_bytes(self) -> Iterator[bytes]:
+        """The body in the pieces it arrives in, once (RuntimeError the second time), or the
+        content ``read()`` kept. The response closes when the body ends or fails."""
         if self._content is not None:
-            yield self._content
-            return
+            return BodyIterator(self, self._content, None)
         if self._consumed:
             raise RuntimeError("the body was already streamed")
         self._consumed = True
-        try:
-            for chunk in self._body:
-                yield chunk
-        except BaseException:
-            self._close(complete=False)
-            raise
-        self._close(complete=True)
+        return BodyIterator(self, None, self._body)
 
     def close(self) -> None:
         self._close(complete=self._content is not None)
@@ -115,3 +110,40 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}] {self.url}>"
+
+
+class BodyIterator:
+    """What :meth:`Response.iter_bytes` returns: ``first`` (if any), then the pieces of
+    ``body``; the response is closed when ``body`` ends (complete) or fails (not complete: its
+    stream is reset). A class, not an async generator: the compiled build has none."""
+
+    __slots__ = ("_body", "_first", "_response")
+
+    def __init__(
+        self, response: Response, first: bytes | None, body: Iterator[bytes] | None
+    ) -> None:
+        self._response = response
+        self._first = first
+        self._body = body
+
+    def __iter__(self) -> BodyIterator:
+        return self
+
+    def __next__(self) -> bytes:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        body = self._body
+        if body is None:
+            raise StopIteration
+        try:
+            return body.__next__()
+        except StopIteration:
+            self._body = None
+            self._response._close(complete=True)
+            raise
+        except BaseException:
+            self._body = None
+            self._response._close(complete=False)
+            raise

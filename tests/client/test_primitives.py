@@ -1,16 +1,18 @@
 """client/_primitives.py finds the running asyncio loop with ``asyncio._get_running_loop``, a
 private function (asyncio_loop says why). These tests pin that it exists and behaves as used, so
-that a Python that drops or changes it fails here, loudly, rather than in a request."""
+that a Python that drops or changes it fails here, loudly, rather than in a request. And the sync
+stream writes what it is given once, in both builds."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 import anyio
 import pytest
 
-from muxwsgi.client._primitives import asyncio_loop
+from muxwsgi.client._primitives import Stream, asyncio_loop
 
 
 def test_asyncio_still_has_the_private_lookup() -> None:
@@ -54,3 +56,26 @@ def test_asyncio_loop_is_none_under_trio() -> None:
         assert asyncio_loop() is None
 
     anyio.run(inside, backend="trio")
+
+
+def test_a_sync_write_sends_its_bytes_once() -> None:
+    # Compiled, a send() inside a memoryview's slice bounds ran twice (each write went out
+    # twice: the server saw a second PREFACE).
+    ours, theirs = socket.socketpair()
+    received: list[bytes] = []
+
+    def read_all() -> None:
+        while chunk := theirs.recv(1 << 16):
+            received.append(chunk)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    stream = Stream(ours)
+    try:
+        stream.write(b"x" * 300_000, 5.0)  # more than a socket buffer: several sends
+        stream.write(b"end", 5.0)
+    finally:
+        stream.close()
+        reader.join(10)
+        theirs.close()
+    assert b"".join(received) == b"x" * 300_000 + b"end"

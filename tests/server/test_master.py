@@ -47,12 +47,20 @@ def write_app(directory: Path, version: str) -> None:
     (directory / "reloadapp.py").write_text(RELOAD_APP.format(version=version))
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+def until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    *,
+    server: ServerProcess | None = None,
+) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds (with the end of
+    ``server``'s log, when given: what the master did instead)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            tail = "" if server is None else "; the log ends:\n" + server.log()[-4000:]
+            raise AssertionError(f"timed out waiting for {what}{tail}")
         time.sleep(0.05)
 
 
@@ -99,8 +107,13 @@ def reload_app(tmp_path: Path, *args: str, watch: Path | None = None) -> ServerP
 
 
 def test_hup_five_times_under_load_fails_nothing(tmp_path: Path) -> None:
-    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10")
+    stats = tmp_path / "stats.sock"
+    server = reload_app(tmp_path, "--workers", "2", "--threads", "8", "--graceful-timeout", "10",
+                        "--stats", f"unix:{stats}")  # fmt: skip
     try:
+        # Both workers ready first: a HUP stops a worker still booting with a signal, not a
+        # clean exit, and the count below would fall short.
+        until(lambda: settled(server, stats, 2, 0), 30, "2 workers")
         with Load(server.address, ["/fast", "/sleep?s=0.2"]) as load:
             until(lambda: len(load.tally.ok) == 3, 30, "load on all three protocols")
             for n in range(2, 7):
@@ -188,14 +201,16 @@ def test_a_reload_that_cannot_import_keeps_the_old_workers(tmp_path: Path) -> No
         until(lambda: settled(server, stats, 2, 0), 30, "2 workers")
         (tmp_path / "reloadapp.py").write_text("raise RuntimeError('half-deployed')\n")
         server.signal(signal.SIGHUP)
-        until(lambda: "reload to generation 1 is abandoned" in server.log(), 30, "the log")
+        until(lambda: "reload to generation 1 is abandoned" in server.log(), 30, "the log",
+              server=server)  # fmt: skip
         assert "could not load the application" in server.log()
         assert "half-deployed" in server.log()  # the worker said why
         assert settled(server, stats, 2, 0)
         assert all(served_version(server) == "v1" for _ in range(10))
         write_app(tmp_path, "v2")  # fixed: the next HUP goes through
         server.signal(signal.SIGHUP)
-        until(lambda: settled(server, stats, 2, 2), 30, "2 workers of generation 2")
+        until(lambda: settled(server, stats, 2, 2), 30, "2 workers of generation 2",
+              server=server)  # fmt: skip
         assert served_version(server) == "v2"
     finally:
         server.stop()

@@ -239,6 +239,17 @@ def served_certificate(address: tuple[str, int], certs: Certs) -> bytes:
     return der
 
 
+def only_generation(srv: ServerProcess, generation: int) -> bool:
+    """Two workers, both ready and of ``generation``: the older ones have exited (a reload
+    starts the new workers before it stops the old, which serve until then)."""
+    workers = srv.stats()["workers"]
+    return (
+        len(workers) == 2
+        and all(w["status"] == "ready" and w["generation"] == generation for w in workers)
+        and sorted(srv.worker_pids()) == sorted(w["pid"] for w in workers)
+    )
+
+
 def test_hup_serves_the_new_certificate_on_the_same_socket(certs: Certs, tmp_path: Path) -> None:
     live = tmp_path / "live"
     live.mkdir()
@@ -246,8 +257,10 @@ def test_hup_serves_the_new_certificate_on_the_same_socket(certs: Certs, tmp_pat
     shutil.copy(certs.server_cert, cert)
     shutil.copy(certs.server_key, key)
     srv = start("tests.server.apps:app", "--certfile", str(cert), "--keyfile", str(key),
-                "--workers", "2", log_dir=tmp_path)  # fmt: skip
+                "--workers", "2", "--stats", f"unix:{tmp_path}/stats.sock",
+                log_dir=tmp_path)  # fmt: skip
     try:
+        until(lambda: only_generation(srv, 0), 30, what="the workers ready")
         first = served_certificate(srv.address, certs)
         (tmp_path / "renewed").mkdir()
         renewed = make_certs(tmp_path / "renewed")
@@ -258,14 +271,14 @@ def test_hup_serves_the_new_certificate_on_the_same_socket(certs: Certs, tmp_pat
         shutil.copy(renewed.server_key, key)
         trusting_both = dataclasses.replace(certs, ca=both)
         srv.signal(signal.SIGHUP)
-        until(lambda: served_certificate(srv.address, trusting_both) != first, 30,
-              what="the new certificate served")  # fmt: skip
+        until(lambda: only_generation(srv, 1), 60, what="the workers replaced")
         second = served_certificate(srv.address, trusting_both)
+        assert second != first
         # A broken file on the next HUP: the certificate in service stays.
         cert.write_text("not a certificate")
         srv.signal(signal.SIGHUP)
         until(lambda: "TLS: keeping the current certificate" in srv.log(), 30, what="logged")
-        until(lambda: srv.log().count("(generation 2)") == 2, 30, what="the workers replaced")
+        until(lambda: only_generation(srv, 2), 60, what="the workers replaced again")
         assert served_certificate(srv.address, trusting_both) == second
     finally:
         srv.stop()
