@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import opentelemetry.trace as _api
 from opentelemetry.propagate import inject
 from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import (
@@ -49,6 +50,12 @@ KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
 _ERROR = StatusCode.ERROR
+#: opentelemetry-api keeps the provider that ``set_tracer_provider`` set in a module global,
+#: None until then. Reading it is the first thing ``get_tracer_provider()`` does; while it is
+#: None that function also looks the environment variable that names a provider up in
+#: ``os.environ``, on every call: about a microsecond a request, for a question answered when
+#: the client was made (``__init__`` calls it, and a provider the variable names is set then).
+_UNKNOWN = object()
 
 
 class _VarsSetter(Setter[dict[str, str]]):
@@ -90,6 +97,10 @@ class ClientSpans:
     def start(self, method: str, target: str, resend_count: int) -> AttemptSpan | None:
         """The span of one attempt at ``method target``, or None: no tracer provider is
         configured and no trace is current, so there is nothing to record or pass on."""
+        if getattr(_api, "_TRACER_PROVIDER", _UNKNOWN) is None and not (
+            get_current_span().get_span_context().is_valid
+        ):
+            return None  # the common case without an SDK, kept cheap (see _UNKNOWN)
         provider = get_tracer_provider()
         if type(provider) is ProxyTracerProvider and not (
             get_current_span().get_span_context().is_valid
