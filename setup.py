@@ -70,10 +70,12 @@ COMPILED = (
     "muxwsgi.client._async.connection",
     "muxwsgi.client._async.pool",
     "muxwsgi.client._async.response",
+    "muxwsgi.client._async.sending",
     "muxwsgi.client._sync.classic",
     "muxwsgi.client._sync.connection",
     "muxwsgi.client._sync.pool",
     "muxwsgi.client._sync.response",
+    "muxwsgi.client._sync.sending",
 )
 MANIFEST = "_compiled.json"
 

@@ -7,6 +7,7 @@ installs pure Python on purpose, cannot pass for a compiled run.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.machinery
@@ -133,3 +134,43 @@ def test_the_server_logs_which_build_runs(tmp_path: Path) -> None:
         until(lambda: line in srv.log(), what="the build named in the log")
     finally:
         srv.stop()
+
+
+def _compiled_sources() -> list[Path]:
+    """The source files setup.py compiles (its COMPILED tuple and PACKAGE_DIRS, read, not
+    run: importing setup.py would run setup())."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    values = {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("COMPILED", "PACKAGE_DIRS")
+    }
+    sources = []
+    for module in values["COMPILED"]:
+        package, _, name = module.rpartition(".")
+        sources.append(ROOT / values["PACKAGE_DIRS"][package] / f"{name}.py")
+    return sources
+
+
+def test_no_bare_raise_after_an_await_in_compiled_code() -> None:
+    # A compiled coroutine has no exception state of its own: a bare `raise` in an except
+    # block re-raises the thread's current exception, and after an await that is whatever
+    # ran while the coroutine was suspended. Awaited from compiled code (no interpreted
+    # frame in between to keep it), that can be None: asyncio's task then fails with
+    # "TypeError: invalid exception object" and the caller hangs. `raise exc` is exact.
+    found = []
+    for path in _compiled_sources():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.AsyncFunctionDef):
+                continue
+            for handler in ast.walk(function):
+                if not isinstance(handler, ast.ExceptHandler):
+                    continue
+                awaited = False
+                for node in (n for statement in handler.body for n in ast.walk(statement)):
+                    awaited = awaited or isinstance(node, ast.Await)
+                    if isinstance(node, ast.Raise) and node.exc is None and awaited:
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found

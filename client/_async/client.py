@@ -15,48 +15,24 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Unpack
-
-from muxwsgi import ErrorCode, ResponseReceived
+from typing import Unpack
 
 from .._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from .._discovery import AsyncResolver
-from .._exceptions import (
-    ClientError,
-    ConnectError,
-    ReadError,
-    RequestTimeout,
-    Retry,
-    StreamResetError,
-    TransportError,
-    WriteError,
-)
-from .._metrics import ClientMetrics, EndpointStats, RequestCounts
+from .._metrics import ClientMetrics, RequestCounts
 from .._models import (
-    Chunk,
     Endpoint,
     HeaderTypes,
-    Readable,
     RequestBody,
     RequestOptions,
-    body_chunks,
-    body_size,
-    build_vars,
     parse_url,
-    remaining,
-    request_vars,
 )
-from .._primitives import AsyncBackground, async_sleep
-from .._retries import IDEMPOTENT, refused_pause
+from .._primitives import AsyncBackground
 from .._tls import CertTypes, VerifyTypes
-from .._tracing import TRACEPARENT_VAR, client_spans, new_traceparent
-from .classic import AsyncClassicExchange
-from .connection import AsyncMuxConnection, AsyncResponseBody, StreamState, _monotonic
+from .._tracing import client_spans
 from .pool import AsyncPool
 from .response import AsyncResponse
-
-if TYPE_CHECKING:
-    from .._otel import AttemptSpan
+from .sending import AsyncSender
 
 __all__ = ("AsyncClient",)
 
@@ -140,17 +116,18 @@ class AsyncClient:
         self._counts = RequestCounts()
         self._background = AsyncBackground()
         self._pool = AsyncPool(self.endpoints, self._background, self.config, resolver)
-        self._next_classic = 0
-        self._open = False
+        self._sender = AsyncSender(
+            self.endpoints, self.protocol, self.config, self._pool, self._counts, self._spans
+        )
         _clients.add(self)
 
     async def open(self) -> AsyncClient:
         """Start the client (``async with`` does it), for one kept for the life of the process:
         ``client = await AsyncClient(url).open()``, later ``await client.aclose()``. Under
         anyio, the task that opens it must close it (it owns the connections' reader tasks)."""
-        if not self._open:
+        if not self._sender.open:
             await self._background.start()
-            self._open = True
+            self._sender.open = True
         return self
 
     async def __aenter__(self) -> AsyncClient:
@@ -160,7 +137,7 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._open = False
+        self._sender.open = False
         await self._pool.aclose()
         await self._background.stop()
 
@@ -188,15 +165,7 @@ class AsyncClient:
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> AsyncResponse:
         """Send a request and read the whole response body (``response.content``)."""
-        response = await self._send(method, target, headers, body, timeout)
-        try:
-            await response.aread()
-        except ClientError as exc:
-            self._counts.failed(exc)
-            raise
-        finally:
-            await response.aclose()
-        return response
+        return await self._sender.request(method, target, headers, body, timeout)
 
     def stream(
         self,
@@ -209,7 +178,7 @@ class AsyncClient:
     ) -> AsyncStreaming:
         """``async with client.stream(...) as response``: send a request; the response body
         streams (``response.aiter_bytes()``). Leaving the block early resets the stream."""
-        return AsyncStreaming(partial(self._send, method, target, headers, body, timeout))
+        return AsyncStreaming(partial(self._sender.send, method, target, headers, body, timeout))
 
     async def get(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("GET", target, **kw)
@@ -231,216 +200,6 @@ class AsyncClient:
 
     async def delete(self, target: str, **kw: Unpack[RequestOptions]) -> AsyncResponse:
         return await self.request("DELETE", target, **kw)
-
-    # ---------------------------------------------------------------- sending
-
-    async def _send(
-        self,
-        method: str,
-        target: str,
-        headers: HeaderTypes,
-        body: RequestBody,
-        timeout: float | UseClientDefault | None,
-    ) -> AsyncResponse:
-        if not self._open:
-            raise RuntimeError("the client is not open: use it as a context manager")
-        config = self.config
-        counts = self._counts
-        counts.requests += 1
-        if timeout is USE_CLIENT_DEFAULT:
-            timeout = config.timeout
-        deadline = None if timeout is None else _monotonic() + timeout
-        method = method.upper()
-        if isinstance(body, bytearray | memoryview):
-            body = bytes(body)
-        if isinstance(body, str):
-            raise TypeError("the request body must be bytes, an iterable of bytes or a file")
-        replayable = isinstance(body, bytes)
-        traceparent = new_traceparent() if config.trace else None
-        spans = self._spans
-        span: AttemptSpan | None = None  # the OpenTelemetry span of the current attempt
-        try:
-            if self.protocol == "uwsgi":
-                return await self._send_classic(
-                    method, target, headers, body, deadline, traceparent
-                )
-            transparent = 0
-            retries = config.retries
-            avoid: EndpointStats | None = None  # the endpoint where the last attempt failed
-            pause = 0.0  # how long a refused request waits to go back where it was refused
-            while True:
-                if spans is not None:
-                    span = spans.start(method, target, transparent + config.retries - retries)
-                conn = await self._pool.acquire(deadline, avoid)
-                if pause and conn.stats is avoid:
-                    left = remaining(deadline)
-                    if left is not None and left <= pause:
-                        await self._pool.release(conn)
-                        raise RequestTimeout(f"{conn.endpoint}: the deadline passed retrying")
-                    await async_sleep(pause)
-                sent = _monotonic()
-                try:
-                    vars, block = request_vars(
-                        method,
-                        target,
-                        headers,
-                        body_length=body_size(body),
-                        server_name=conn.endpoint.host or "localhost",
-                        server_port=str(conn.endpoint.port or ""),
-                        local=conn.local,
-                        scheme=conn.endpoint.request_scheme,
-                    )
-                    if span is not None:
-                        span.send(conn.endpoint, vars, block)
-                    if traceparent is not None and (
-                        block is None or TRACEPARENT_VAR not in block.names
-                    ):
-                        vars.setdefault(TRACEPARENT_VAR, traceparent)
-                    head, state, sid = await conn.request(vars, block, body, deadline)
-                except Retry as exc:
-                    await self._pool.release(conn)
-                    transparent += 1
-                    if not replayable or transparent > config.max_transparent_retries:
-                        why = "the body cannot be replayed" if not replayable else "too many times"
-                        raise StreamResetError(
-                            f"{exc.reason}; not retried: {why}", ErrorCode.REFUSED_STREAM
-                        ) from None
-                    counts.retried("transparent")
-                    avoid, pause = conn.stats, refused_pause(transparent)
-                    if span is not None:
-                        span.failed(exc)
-                    continue
-                except (TransportError, StreamResetError, RequestTimeout) as exc:
-                    await self._pool.release(conn)
-                    if (
-                        retries > 0
-                        and replayable
-                        and method in IDEMPOTENT
-                        and not isinstance(exc, RequestTimeout)
-                    ):
-                        retries -= 1
-                        counts.retried("after_failure")
-                        avoid, pause = conn.stats, 0.0
-                        if span is not None:
-                            span.failed(exc)
-                        continue
-                    raise
-                except BaseException:
-                    await self._pool.release(conn)
-                    raise
-                now = _monotonic()
-                conn.stats.answered(now - sent, now)
-                if span is not None:
-                    span.answered(head.status)
-                return self._mux_response(conn, head, state, sid, deadline)
-        except BaseException as exc:
-            if isinstance(exc, ClientError):
-                counts.failed(exc)
-            if span is not None:  # the attempt that failed: a retry's span is ended already
-                span.failed(exc)
-            raise
-
-    def _mux_response(
-        self,
-        conn: AsyncMuxConnection,
-        head: ResponseReceived,
-        state: StreamState,
-        sid: int,
-        deadline: float | None,
-    ) -> AsyncResponse:
-        pool = self._pool
-
-        async def on_close(complete: bool) -> None:
-            if not complete:
-                await conn.cancel(sid)
-            await pool.release(conn)
-
-        if head.end_stream:
-            state.done = True
-        return AsyncResponse(
-            head.status,
-            head.reason,
-            head.headers,
-            AsyncResponseBody(conn, sid, state, deadline),
-            on_close,
-            url=conn.url,
-            complete=lambda: conn.take_complete(sid, state),
-        )
-
-    async def _send_classic(
-        self,
-        method: str,
-        target: str,
-        headers: HeaderTypes,
-        body: bytes | Iterable[Chunk] | Readable,
-        deadline: float | None,
-        traceparent: str | None,
-    ) -> AsyncResponse:
-        if not isinstance(body, bytes):
-            # Classic uwsgi frames a body by CONTENT_LENGTH only: it must be known up front.
-            body = b"".join(body_chunks(body))
-        retries = self.config.retries
-        attempts = 0
-        spans = self._spans
-        while True:
-            endpoint = self.endpoints[self._next_classic % len(self.endpoints)]
-            self._next_classic += 1
-            attempts += 1
-            span = None if spans is None else spans.start(method, target, attempts - 1)
-            try:
-                left = remaining(deadline)
-                exchange = await AsyncClassicExchange.connect(
-                    endpoint,
-                    self.config.connect_timeout
-                    if left is None
-                    else min(left, self.config.connect_timeout),
-                    self.config,
-                )
-                vars = build_vars(
-                    method,
-                    target,
-                    headers,
-                    body_length=len(body),
-                    server_name=endpoint.host or "localhost",
-                    server_port=str(endpoint.port or ""),
-                    local=exchange.local,
-                    scheme=endpoint.request_scheme,
-                )
-                if span is not None:
-                    span.send(endpoint, vars, None)
-                if traceparent is not None:
-                    vars.setdefault(TRACEPARENT_VAR, traceparent)
-                await exchange.send(vars, body, deadline)
-            except BaseException as exc:
-                if span is not None:
-                    span.failed(exc)
-                # Nothing was sent after a ConnectError: another endpoint may take it,
-                # whatever the method.
-                if (
-                    isinstance(exc, ConnectError)
-                    and len(self.endpoints) > 1
-                    and attempts < len(self.endpoints) + self.config.max_transparent_retries
-                ):
-                    continue
-                if isinstance(exc, ReadError | WriteError) and retries > 0 and method in IDEMPOTENT:
-                    retries -= 1
-                    continue
-                raise
-            if span is not None:
-                span.answered(exchange.status)
-            break
-
-        async def on_close(complete: bool) -> None:
-            await exchange.aclose()
-
-        return AsyncResponse(
-            exchange.status,
-            exchange.reason,
-            exchange.headers,
-            exchange,
-            on_close,
-            url=str(endpoint),
-        )
 
 
 class AsyncStreaming:

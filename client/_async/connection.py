@@ -547,9 +547,9 @@ class AsyncMuxConnection:
             if streamed is not None:
                 await self._upload(sid, state, streamed, deadline)
             head = await self.next_event(sid, state, deadline)
-        except BaseException:
+        except BaseException as exc:
             await self.cancel(sid)
-            raise
+            raise exc  # not a bare raise after an await: see sending.py
         if type(head) is not ResponseReceived:
             raise ProtocolViolation(f"{self.endpoint}: stream {sid}: {head!r} before the response")
         return head, state, sid

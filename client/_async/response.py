@@ -138,11 +138,11 @@ class AsyncBodyIterator:
             raise StopAsyncIteration
         try:
             return await body.__anext__()
-        except StopAsyncIteration:
+        except StopAsyncIteration as exc:
             self._body = None
             await self._response._close(complete=True)
-            raise
-        except BaseException:
+            raise exc  # never a bare raise after an await (tests/test_compiled.py says why)
+        except BaseException as exc:
             self._body = None
             await self._response._close(complete=False)
-            raise
+            raise exc

@@ -542,9 +542,9 @@ class MuxConnection:
             if streamed is not None:
                 self._upload(sid, state, streamed, deadline)
             head = self.next_event(sid, state, deadline)
-        except BaseException:
+        except BaseException as exc:
             self.cancel(sid)
-            raise
+            raise exc  # not a bare raise after an await: see sending.py
         if type(head) is not ResponseReceived:
             raise ProtocolViolation(f"{self.endpoint}: stream {sid}: {head!r} before the response")
         return head, state, sid

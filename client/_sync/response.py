@@ -139,11 +139,11 @@ class BodyIterator:
             raise StopIteration
         try:
             return body.__next__()
-        except StopIteration:
+        except StopIteration as exc:
             self._body = None
             self._response._close(complete=True)
-            raise
-        except BaseException:
+            raise exc  # never a bare raise after an (tests/test_compiled.py says why)
+        except BaseException as exc:
             self._body = None
             self._response._close(complete=False)
-            raise
+            raise exc
