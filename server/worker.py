@@ -145,19 +145,7 @@ class Worker:
         except Exception as exc:
             print(f"muxwsgi: worker cannot serve: {exc}", file=sys.stderr, flush=True)
             return WORKER_BOOT_ERROR
-        for signum, handler in (
-            (signal.SIGTERM, self.graceful_stop),
-            (signal.SIGINT, self.fast_stop),
-            (signal.SIGQUIT, self.fast_stop),
-        ):
-            loop.add_signal_handler(signum, handler)
-        # The master handles these; a worker must not die of them.
-        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-            loop.add_signal_handler(signum, lambda: None)
-        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
-        loop.call_soon(self._tick)
-        if self.on_ready is not None:
-            self.on_ready()
+        loop.call_soon(self._started)
         # Everything alive now (the application, its modules, the loop, ours) lives as long
         # as the worker: move it out of the collector's reach. Otherwise every full collection
         # walks all of it, and a request's allocations trigger them often enough that they
@@ -168,6 +156,30 @@ class Worker:
         finally:
             self._close(loop)
         return self._exit_code
+
+    def _started(self) -> None:
+        """The loop runs: handle signals, then tell the master this worker is ready.
+
+        Not before the loop runs: uvloop learns of a signal only while it runs (its wakeup
+        fd is made then), so a stop the master sent between add_signal_handler() and
+        run_forever() was recorded and never acted on, and the worker served on until the
+        master killed it (with whatever requests it had). Until now a signal has its default
+        action: a worker stopped while it boots ends at once, as it did before."""
+        loop = self.loop
+        assert loop is not None
+        for signum, handler in (
+            (signal.SIGTERM, self.graceful_stop),
+            (signal.SIGINT, self.fast_stop),
+            (signal.SIGQUIT, self.fast_stop),
+        ):
+            loop.add_signal_handler(signum, handler)
+        # The master handles these; a worker must not die of them.
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            loop.add_signal_handler(signum, lambda: None)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
+        self._tick()
+        if self.on_ready is not None:
+            self.on_ready()
 
     # ---------------------------------------------------------------- stopping
 
