@@ -97,11 +97,9 @@ class ClientSpans:
     def start(self, method: str, target: str, resend_count: int) -> AttemptSpan | None:
         """The span of one attempt at ``method target``, or None: no tracer provider is
         configured and no trace is current, so there is nothing to record or pass on."""
-        if getattr(_api, "_TRACER_PROVIDER", _UNKNOWN) is None and not (
-            get_current_span().get_span_context().is_valid
-        ):
-            return None  # the common case without an SDK, kept cheap (see _UNKNOWN)
-        provider = get_tracer_provider()
+        configured = getattr(_api, "_TRACER_PROVIDER", _UNKNOWN)
+        # None: none was ever set, so the one we hold is the proxy (see _UNKNOWN).
+        provider = self._provider if configured is None else get_tracer_provider()
         if type(provider) is ProxyTracerProvider and not (
             get_current_span().get_span_context().is_valid
         ):

@@ -111,13 +111,17 @@ class AsyncClient:
             verify=verify,
             cert=cert,
         )
-        self._spans = client_spans(self.config.opentelemetry, self.endpoints)
         self._resolver = resolver
         self._counts = RequestCounts()
         self._background = AsyncBackground()
         self._pool = AsyncPool(self.endpoints, self._background, self.config, resolver)
         self._sender = AsyncSender(
-            self.endpoints, self.protocol, self.config, self._pool, self._counts, self._spans
+            self.endpoints,
+            self.protocol,
+            self.config,
+            self._pool,
+            self._counts,
+            client_spans(self.config.opentelemetry, self.endpoints),
         )
         _clients.add(self)
 

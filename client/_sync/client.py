@@ -112,13 +112,17 @@ class Client:
             verify=verify,
             cert=cert,
         )
-        self._spans = client_spans(self.config.opentelemetry, self.endpoints)
         self._resolver = resolver
         self._counts = RequestCounts()
         self._background = Background()
         self._pool = Pool(self.endpoints, self._background, self.config, resolver)
         self._sender = Sender(
-            self.endpoints, self.protocol, self.config, self._pool, self._counts, self._spans
+            self.endpoints,
+            self.protocol,
+            self.config,
+            self._pool,
+            self._counts,
+            client_spans(self.config.opentelemetry, self.endpoints),
         )
         _clients.add(self)
 
