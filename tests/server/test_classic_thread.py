@@ -112,8 +112,7 @@ def test_bytes_after_the_body_still_answered(server: ServerProcess) -> None:
 def test_large_streamed_response_read_slowly(server: ServerProcess) -> None:
     """10 MB in 100 KB chunks through a small receive window, read in small pieces: the
     thread's writes wait for room; every chunk arrives, in order."""
-    with socket.create_connection(server.address, timeout=10) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    with _small_receive_buffer(server.address, 65536) as sock:
         sock.sendall(request("/stream", "n=100&size=100000"))
         chunks = []
         while chunk := sock.recv(4096):
@@ -134,8 +133,7 @@ def test_client_that_stops_reading_frees_its_thread(tmp_path: Path) -> None:
     srv = start("tests.server.apps:app", "--workers", "1", "--threads", "1",
                 "--stuck-window-timeout", "1", log_dir=tmp_path)  # fmt: skip
     try:
-        with socket.create_connection(srv.address, timeout=10) as stalled:
-            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with _small_receive_buffer(srv.address, 4096) as stalled:
             stalled.sendall(request("/stream", "n=1000&size=100000"))  # 100 MB, never read
             reply = until(lambda: exchange(srv, request("/hello")), 30, what="served",
                           ignore=(OSError,))  # fmt: skip
@@ -145,6 +143,18 @@ def test_client_that_stops_reading_frees_its_thread(tmp_path: Path) -> None:
         assert "the peer read nothing for 1s" in srv.log()
     finally:
         srv.stop()
+
+
+def _small_receive_buffer(address: tuple[str, int], size: int) -> socket.socket:
+    """A connection whose receive buffer is ``size`` from the handshake on. Set after the
+    connect, the window it shrinks makes the kernel drop the segments already on their way and
+    send them again only after its retransmission timeout: draining what the server queued
+    before it gave up then took minutes (seen with BBR on Linux 6.18)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    sock.connect(address)
+    return sock
 
 
 def _recv_or_empty(sock: socket.socket) -> bytes:
