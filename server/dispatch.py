@@ -10,6 +10,16 @@ writes each connection's output once.
 The pool size bounds the number of *running* application calls, whatever the number of open
 streams: a stream reset by the client frees its protocol slot at once, but its call keeps its
 thread until it returns (the lesson of HTTP/2 "rapid reset", PROTOCOL.md [C-3]).
+
+Why not wake a thread per request: under the GIL, threads that run Python take turns, so a
+thread woken for a short call mostly waits for the GIL that another one holds, and each such
+wait is a futex sleep and wake-up on both sides. So a thread that returns from a call takes
+the next request itself, and a parked thread is woken only when a request would otherwise
+have no thread awake to take it: at submit, when none is awake between calls, and when the
+last awake thread takes a request and leaves others queued (its call may block). A request
+thus waits for a thread only while every thread is in a call, as with a thread per request.
+Behind nginx with keep-alive (hello, 2 workers x 8 threads), this took server CPU per request
+from 106-115 to 69-73 µs on the pure-Python build (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -18,7 +28,6 @@ import asyncio
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -74,7 +83,18 @@ class AppRunner:
         self.server_name = server_name
         self.server_port = server_port
         self._loop = loop
-        self._jobs: queue.SimpleQueue[Exchange | None] = queue.SimpleQueue()
+        #: Exchanges waiting for a thread (None: a thread's order to exit). With the counts
+        #: below, guarded by _mutex: a thread parks and is woken in one step under it.
+        self._jobs: deque[Exchange | None] = deque()
+        self._mutex = threading.Lock()
+        #: Threads awake and not in a call: each takes the next request without a wake-up.
+        self._searching = threads
+        #: Parked threads' indexes, the last parked on top (its stack is likely still cached).
+        self._parked: list[int] = []
+        #: Each thread's own lock, held while it is parked; releasing it wakes the thread.
+        self._wakers = [threading.Lock() for _ in range(threads)]
+        for waker in self._wakers:
+            waker.acquire()
         self._results: deque[tuple[Callable[..., None], tuple[object, ...]]] = deque()
         self._wakeup_pending = False
         #: Protocols that queued output while results were handled; flushed once per batch.
@@ -98,8 +118,18 @@ class AppRunner:
     # ---------------------------------------------------------------- loop side
 
     def submit(self, exchange: Exchange) -> None:
+        """Queue ``exchange`` for an application thread; wake a parked one only if no thread
+        is awake between calls to take it (see the module's docstring)."""
         self.active += 1
-        self._jobs.put(exchange)
+        with self._mutex:
+            self._jobs.append(exchange)
+            if not self._searching and self._parked:
+                self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Wake the parked thread on top (holding _mutex, with a parked thread)."""
+        self._searching += 1
+        self._wakers[self._parked.pop()].release()
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):x}"
@@ -163,8 +193,10 @@ class AppRunner:
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask every thread to exit once the queue is empty, and wait up to ``timeout``."""
-        for _ in self._threads:
-            self._jobs.put(None)
+        with self._mutex:
+            self._jobs.extend([None] * len(self._threads))
+            while self._parked:
+                self._wake_one()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -197,12 +229,30 @@ class AppRunner:
             except RuntimeError:  # the loop is closed: the worker is exiting
                 pass
 
+    def _next(self, index: int) -> Exchange | None:
+        """The next request for thread ``index``; parks the thread while there is none."""
+        jobs, mutex, waker = self._jobs, self._mutex, self._wakers[index]
+        mutex.acquire()
+        while not jobs:
+            self._searching -= 1
+            self._parked.append(index)
+            mutex.release()
+            waker.acquire()  # until _wake_one, which counted this thread as searching again
+            mutex.acquire()
+        exchange = jobs.popleft()
+        self._searching -= 1
+        if jobs and not self._searching and self._parked:
+            # The others queued would wait for this call, which may block: one more thread.
+            self._wake_one()
+        mutex.release()
+        return exchange
+
     def _work(self, index: int) -> None:
         starts, current, busy = self._starts, self._current, self._busy_time
         clock = time.monotonic
-        get = self._jobs.get
+        mutex = self._mutex
         while True:
-            exchange = get()
+            exchange = self._next(index)
             if exchange is None:
                 return
             current[index] = exchange
@@ -212,6 +262,9 @@ class AppRunner:
             except BaseException:
                 log.exception("internal error in an application thread")
             finally:
+                with mutex:
+                    # Searching before it looks idle: submit must not wake another for it.
+                    self._searching += 1
                 busy[index] += clock() - started
                 starts[index] = 0.0
                 current[index] = None
