@@ -87,8 +87,9 @@ class AppRunner:
         #: below, guarded by _mutex: a thread parks and is woken in one step under it.
         self._jobs: deque[Exchange | None] = deque()
         self._mutex = threading.Lock()
-        #: Threads awake and not in a call: each takes the next request without a wake-up.
-        self._searching = threads
+        #: Threads awake and not in a call (in _next): each takes the next request without a
+        #: wake-up.
+        self._searching = 0
         #: Parked threads' indexes, the last parked on top (its stack is likely still cached).
         self._parked: list[int] = []
         #: Each thread's own lock, held while it is parked; releasing it wakes the thread.
@@ -230,9 +231,11 @@ class AppRunner:
                 pass
 
     def _next(self, index: int) -> Exchange | None:
-        """The next request for thread ``index``; parks the thread while there is none."""
+        """The next request for thread ``index`` (starting, or back from a call); parks the
+        thread while there is none."""
         jobs, mutex, waker = self._jobs, self._mutex, self._wakers[index]
         mutex.acquire()
+        self._searching += 1
         while not jobs:
             self._searching -= 1
             self._parked.append(index)
@@ -250,7 +253,6 @@ class AppRunner:
     def _work(self, index: int) -> None:
         starts, current, busy = self._starts, self._current, self._busy_time
         clock = time.monotonic
-        mutex = self._mutex
         while True:
             exchange = self._next(index)
             if exchange is None:
@@ -262,9 +264,6 @@ class AppRunner:
             except BaseException:
                 log.exception("internal error in an application thread")
             finally:
-                with mutex:
-                    # Searching before it looks idle: submit must not wake another for it.
-                    self._searching += 1
                 busy[index] += clock() - started
                 starts[index] = 0.0
                 current[index] = None
