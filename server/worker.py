@@ -215,6 +215,9 @@ class Worker:
         for conn in list(self.ctx.connections):
             conn.refuse_unstarted()
             conn.flush()
+        # Refused requests queued behind a stuck call would count as in flight until the
+        # graceful timeout: the worker exits once only the stuck calls remain.
+        self.runner.withdraw_cancelled()
         self.graceful_stop()
 
     def fast_stop(self) -> None:
