@@ -359,9 +359,10 @@ class Exchange:
                     self.status = head.status
                     self.sent_bytes = len(body)
                     result = None  # an exact list or tuple has no close() to call
-                    # One message for the whole exchange: response and its end together.
-                    post(sink.respond, self, head, body)
                     responded = True
+                    if not sink.respond_now(self, head, body):
+                        # One message for the whole exchange: response and its end together.
+                        post(sink.respond, self, head, body)
                     return
             self._stream(result, start)
         except Cancelled:

@@ -53,6 +53,11 @@ class Sink(Protocol[ExchangeT]):
         """Send this whole response; the exchange is over (account for it as :meth:`done`
         does). One message per body-less request is what makes result batching pay."""
 
+    def respond_now(self, exchange: ExchangeT, head: ResponseHead, body: bytes, /) -> bool:
+        """Called on the application thread, before :meth:`respond` is posted: write this
+        whole response from here if nothing stands in the way, and return True (the exchange
+        is then over; the sink accounts for it itself), else False (respond follows)."""
+
     def send_head(self, exchange: ExchangeT, head: ResponseHead, /) -> None:
         """A streamed response starts with this head."""
 

@@ -13,6 +13,8 @@ from mypy_extensions import mypyc_attr
 from ..bodies import READ_AHEAD, upload_slots
 from ..config import Config
 from ..dispatch import AppRunner
+from ..exchange import Exchange
+from ..wsgi import ResponseHead
 from .flood import FloodGovernor
 
 __all__ = ("BaseProtocol", "ServerContext")
@@ -169,6 +171,10 @@ class BaseProtocol(asyncio.Protocol):
     def linger_expired(self, now: float) -> None:
         if self.lingering and now - self.lingering > LINGER and self.transport is not None:
             self.transport.close()
+
+    def respond_now(self, exchange: Exchange, head: ResponseHead, body: bytes) -> bool:
+        """Application thread: see Sink.respond_now. Here: never (respond is posted)."""
+        return False
 
     def flush(self) -> None:
         """Write whatever output the protocol has queued (once per batch)."""

@@ -6,12 +6,20 @@ order, one application call at a time per connection. A response whose request b
 read to the end closes the connection, so unread bytes are never taken for a next request.
 A request body is read before the application is called, or streamed on an upload slot when it
 outgrows ``body_buffer_size`` (bodies.py).
+
+A whole keep-alive response (a list body) is written to the socket by the application thread
+itself when nothing else can come before it on the connection (:meth:`HttpProtocol.respond_now`),
+and the loop settles the exchange when the next request arrives: behind a proxy's keep-alive
+pool, the loop is then woken once per request (to read it) instead of twice (to read it, then
+to write its response). Behind nginx this took 15-20% more requests per second
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from typing import Any, cast
@@ -19,6 +27,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from .. import fdio
 from ..bodies import RequestBody
 from ..config import Config
 from ..exchange import EMPTY_INPUT, Exchange
@@ -39,7 +48,16 @@ _MAX_PIPELINE = 16
 class _Request:
     """A parsed request head waiting for (or running in) an application thread."""
 
-    __slots__ = ("body", "complete", "continue_due", "environ", "exchange", "keep_alive", "method")
+    __slots__ = (
+        "answered",
+        "body",
+        "complete",
+        "continue_due",
+        "environ",
+        "exchange",
+        "keep_alive",
+        "method",
+    )
 
     def __init__(self, environ: dict[str, Any], keep_alive: bool) -> None:
         self.environ = environ
@@ -51,6 +69,9 @@ class _Request:
         #: Created when the application is called (a body is read first).
         self.exchange: Exchange | None = None
         self.complete = False  # the whole request, body included, has been received
+        #: Its application thread wrote the whole response itself (respond_now): the loop
+        #: has only to settle the exchange.
+        self.answered = False
 
 
 class _RequestReader:
@@ -141,6 +162,12 @@ class HttpProtocol(BaseProtocol):
         self._keep_alive = True
         self._head_only = False
         self._server_addr: tuple[str, str] = ("localhost", "")
+        #: A duplicate of the socket's descriptor, for responses the application thread
+        #: writes itself (respond_now); -1: none yet, -2: none to be had (TLS, closed).
+        #: A duplicate, so that the loop closing the transport never leaves the thread a
+        #: descriptor number that another connection may reuse; closed under _wlock.
+        self._wfd = -1
+        self._wlock = threading.Lock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -154,6 +181,10 @@ class HttpProtocol(BaseProtocol):
         if self.closed:
             return  # lingering after our close: dropped
         self.last_activity = _monotonic()
+        queue = self._queue
+        # Before the next request is parsed: it may be served at once.
+        if queue and queue[0].answered and not self._settle_answered():
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -193,7 +224,11 @@ class HttpProtocol(BaseProtocol):
             # Sent when the server starts reading this body: at once, unless the request
             # waits behind others (a 100 must not land inside their responses).
             request.continue_due = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
-        self._queue.append(request)
+        queue = self._queue
+        with self._wlock:  # against respond_now, answering in the meantime: see there
+            if queue and queue[0].answered:
+                self._settle_answered()
+            queue.append(request)
         if len(self._queue) > _MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
         if len(self._queue) == 1:
@@ -268,6 +303,8 @@ class HttpProtocol(BaseProtocol):
         self._keep_alive = request.keep_alive
         self._head_only = request.method == "HEAD"
         if request.body is None:
+            if self._wfd == -1 and request.keep_alive:
+                self._wfd = self._duplicate_socket()
             request.exchange = Exchange(
                 self.runner, self, 0, request.environ, EMPTY_INPUT, None, "http"
             )
@@ -350,6 +387,96 @@ class HttpProtocol(BaseProtocol):
         self._write(self._render(head, len(body)) + (b"" if self._head_only else body))
         self.done(exchange)
 
+    def respond_now(self, exchange: Exchange, head: ResponseHead, body: bytes) -> bool:
+        """Application thread: write a whole keep-alive response to the socket from here,
+        as the classic path does, so that the loop is not woken for it; True if written.
+
+        Only for a request without a body, and only when nothing else can come first on the
+        connection: this request is the only one queued, and the transport has nothing of
+        ours left to write (the loop writes nothing on the connection while its request
+        runs). The loop settles the exchange when the next request arrives (data_received,
+        head_received), or with the next batch of results (post_quiet). What the socket does
+        not take at once is left to the loop, in order.
+
+        Under _wlock, as head_received's look at the first request and queueing of the next:
+        otherwise a request arriving between this write and ``answered`` would queue behind
+        an exchange that nothing settles before the next batch.
+        """
+        queue = self._queue
+        with self._wlock:
+            fd = self._wfd
+            transport = self.transport
+            if (
+                fd < 0
+                or self.closed
+                or not self._keep_alive
+                or self.peer_eof
+                or self.writing_paused
+                or self.ctx.draining
+                or len(queue) != 1
+                or transport is None
+                or transport.get_write_buffer_size()
+            ):
+                return False
+            request = queue[0]
+            if request.exchange is not exchange or request.body is not None or not request.complete:
+                # A request body may have paused reading (bodies.py): the loop must settle
+                # the exchange at once to resume it, so gains nothing from being spared.
+                return False
+            data = self._render(head, len(body))
+            if body and not self._head_only:
+                data += body
+            try:
+                sent = fdio.write(fd, data, 0)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent = -1  # the connection is gone: the loop hears of it too
+            if sent == len(data):
+                request.answered = True
+        exchange.finished = _monotonic()  # the access log's end, whenever it is settled
+        if 0 <= sent < len(data):
+            self.runner.post(self._write_rest, exchange, data[sent:])
+        elif sent < 0:
+            self.runner.post(self._settle, exchange)
+        else:
+            self.runner.post_quiet(self._settle, exchange)
+        return True
+
+    def _duplicate_socket(self) -> int:
+        """A descriptor for respond_now: the socket's, duplicated; -2 where there is none
+        (TLS: bytes must go through the TLS layer)."""
+        transport = self.transport
+        if self.tls_environ is not None or transport is None:
+            return -2
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return -2
+        try:
+            return fdio.dup(sock.fileno())
+        except OSError:
+            return -2
+
+    def _write_rest(self, exchange: Exchange, rest: bytes) -> None:
+        """What the socket did not take of a response respond_now wrote."""
+        self._write(rest)
+        self._settle(exchange)
+
+    def _settle(self, exchange: Exchange) -> None:
+        """The exchange's response was written by its thread: end it, unless that was done
+        already (the next request came first)."""
+        queue = self._queue
+        if queue and queue[0].exchange is exchange:
+            self.done(exchange)
+
+    def _settle_answered(self) -> bool:
+        """End the first exchange, answered by respond_now; whether the connection is still
+        open after it (done closes it when no other request is to follow)."""
+        exchange = self._queue[0].exchange
+        assert exchange is not None
+        self.done(exchange)
+        return not self.closed
+
     def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         self._write(self._render(head, None))
 
@@ -381,6 +508,7 @@ class HttpProtocol(BaseProtocol):
             self._unread = sum(r.body.size for r in self._queue if r.body is not None)
         if (
             not self._keep_alive
+            or self.closed
             or request is None
             or not request.complete
             or self.ctx.draining
@@ -395,6 +523,8 @@ class HttpProtocol(BaseProtocol):
             self.transport.resume_reading()
 
     def on_peer_eof(self) -> None:
+        if self._queue and self._queue[0].answered:
+            self._settle_answered()
         request = self._reader.parsing
         if request is not None and request.body is not None and not request.complete:
             # The body will never be complete: the application's read must fail now rather
@@ -422,6 +552,12 @@ class HttpProtocol(BaseProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self._queue and self._queue[0].answered:
+            self._settle_answered()
+        with self._wlock:
+            if self._wfd >= 0:
+                fdio.close(self._wfd)
+            self._wfd = -2
         for request in self._queue:
             if request.exchange is not None:
                 request.exchange.cancel()
@@ -434,6 +570,8 @@ class HttpProtocol(BaseProtocol):
 
     def enforce_timeouts(self, now: float) -> None:
         config = self.config
+        if self._queue and self._queue[0].answered:
+            self._settle_answered()
         if self._queue:
             request = self._queue[0]
             body = request.body

@@ -454,6 +454,9 @@ class _ThreadSink:
         if fd >= 0:
             fdio.close(fd)
 
+    def respond_now(self, exchange: Exchange, head: ResponseHead, body: bytes) -> bool:
+        return False  # respond runs on this thread already (call_now)
+
     def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         rendered = render_head(_protocol_line(exchange.environ), head)
         if len(body) <= _JOIN_LIMIT:

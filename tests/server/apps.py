@@ -147,6 +147,9 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/status":
         code = query.get("code", "404")
         return _text(start_response, f"status {code}".encode(), f"{code} Custom")
+    if path == "/big":  # one list item of `size` bytes, a pattern that shows a lost piece
+        size = int(query.get("size", "1048576"))
+        return _text(start_response, (b"0123456789abcdef" * (size // 16 + 1))[:size])
     if path == "/deadline":
         return _text(start_response, repr(environ["muxwsgi.deadline"]).encode())
     if path == "/pid":

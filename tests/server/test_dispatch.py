@@ -37,6 +37,9 @@ class Answers:
     def respond(self, exchange: Exchange, head: ResponseHead, body: bytes) -> None:
         self.paths.put(exchange.environ["PATH_INFO"])
 
+    def respond_now(self, exchange: Exchange, head: ResponseHead, body: bytes) -> bool:
+        return False
+
     def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
         raise AssertionError("a list body is answered whole")
 

@@ -79,6 +79,64 @@ def test_keep_alive_many_requests_one_connection(server: ServerProcess) -> None:
     assert len(ports) == 1  # the same TCP connection throughout
 
 
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The application without wsgiref's validator: its list bodies take the path where the
+    application thread writes a keep-alive response itself (the validator's iterator does
+    not)."""
+    srv = start("tests.server.apps:app", "--threads", "2",
+                log_dir=tmp_path_factory.mktemp("http-plain"))  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+def _read_response(sock: socket.socket, pending: bytes) -> tuple[bytes, bytes, bytes]:
+    """One response with a Content-Length from ``sock``: (head, body, bytes after it)."""
+    data = pending
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))  # fmt: skip
+    while len(rest) < length:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"closed after {len(rest)} of {length} body bytes"
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+def test_keep_alive_responses_in_a_row(plain_server: ServerProcess) -> None:
+    # Each request comes after the previous response: the loop settles that exchange when
+    # the next request arrives. Both ends of the connection agree on every byte.
+    with socket.create_connection(plain_server.address, timeout=10) as sock:
+        pending = b""
+        for i in range(300):
+            size = (i * 7919) % 20000
+            sock.sendall(f"GET /big?size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            head, body, pending = _read_response(sock, pending)
+            assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" not in head
+            assert body == (b"0123456789abcdef" * (size // 16 + 1))[:size]
+        assert pending == b""
+
+
+def test_keep_alive_response_larger_than_the_socket_takes(plain_server: ServerProcess) -> None:
+    # The socket takes part of an 8 MiB response at once: the rest is written by the loop,
+    # before anything of the next response.
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: see
+        sock.settimeout(10)  # test_classic_thread's _small_receive_buffer
+        sock.connect(plain_server.address)
+        size = 8 << 20
+        sock.sendall(f"GET /big?size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        _, body, pending = _read_response(sock, b"")
+        assert body == (b"0123456789abcdef" * (size // 16 + 1))[:size]
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        _, body, pending = _read_response(sock, pending)
+        assert body == b"Hello, World!" and pending == b""
+
+
 def test_http_post_streamed_response_and_head(server: ServerProcess) -> None:
     conn = http.client.HTTPConnection(*server.address, timeout=10)
     conn.request("POST", "/echo", body=b"payload" * 1000)
