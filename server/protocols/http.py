@@ -11,7 +11,7 @@ A whole keep-alive response (a list body) is written to the socket by the applic
 itself when nothing else can come before it on the connection (:meth:`HttpProtocol.respond_now`),
 and the loop settles the exchange when the next request arrives: behind a proxy's keep-alive
 pool, the loop is then woken once per request (to read it) instead of twice (to read it, then
-to write its response). Behind nginx this took 15-20% more requests per second
+to write its response). Behind nginx this served 12-25% more requests per second
 (benchmarks/README.md).
 """
 
