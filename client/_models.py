@@ -235,40 +235,37 @@ def request_vars(
     server_port: str,
     local: tuple[str, str] = ("", ""),
     scheme: str = "http",
-) -> tuple[dict[str, str], VarsBlock | None]:
-    """:func:`build_vars` for a mux request, split in two: the vars of this request, and
-    the headers' vars checked and encoded once (a :class:`VarsBlock`, cached: callers send
-    the same headers with every call). Raises what build_vars and encoding raise."""
-    vars = _base_vars(method, target, body_length, server_name, server_port, local, scheme)
-    has_host = False
-    block = None
-    if headers is not None:
-        items = tuple(_pairs(headers))
-        try:
-            cached = _BLOCKS.get(items)
-            hashable = True
-        except TypeError:  # a pair given as a list: not hashable, not cached
-            cached, hashable = None, False
-        if cached is None:
-            header_vars = _header_vars(items)
-            content_type = header_vars.pop("CONTENT_TYPE", None)
-            cached = (VarsBlock(msgpack.packb, header_vars), content_type)
-            if hashable:
-                if len(_BLOCKS) >= _BLOCKS_MAX:
-                    _BLOCKS.clear()
-                _BLOCKS[items] = cached
-        block, content_type = cached
-        if content_type is not None:
-            vars["CONTENT_TYPE"] = content_type
-        has_host = "HTTP_HOST" in block.names
-    if not has_host:
-        vars["HTTP_HOST"] = _host(server_name, server_port)
+) -> tuple[dict[str, str], VarsBlock]:
+    """:func:`build_vars` for a mux request, split in two: the vars that change with each
+    request (method, target, length), and the rest checked and encoded once (a
+    :class:`VarsBlock`, cached: the headers, the server's name and port and the connection's
+    own address are the same on every call of a caller). Raises what build_vars and encoding
+    raise."""
+    vars = _target_vars(method, target, body_length)
+    items = tuple(_pairs(headers)) if headers is not None else ()
+    key = (items, server_name, server_port, local, scheme)
+    try:
+        block = _BLOCKS.get(key)
+        hashable = True
+    except TypeError:  # a pair given as a list: not hashable, not cached
+        block, hashable = None, False
+    if block is None:
+        fixed = _fixed_vars(server_name, server_port, local, scheme)
+        fixed.update(_header_vars(items))  # CONTENT_TYPE, from a header, replaces the default
+        if "HTTP_HOST" not in fixed:
+            fixed["HTTP_HOST"] = _host(server_name, server_port)
+        block = VarsBlock(msgpack.packb, fixed)
+        if hashable:
+            if len(_BLOCKS) >= _BLOCKS_MAX:
+                _BLOCKS.clear()
+            _BLOCKS[key] = block
     return vars, block
 
 
-#: Header lists seen before -> (their vars as a VarsBlock, their Content-Type). Bounded,
-#: and emptied when full: a caller sending different headers every time gains nothing.
-_BLOCKS: dict[tuple[HeaderPair, ...], tuple[VarsBlock, str | None]] = {}
+#: (header list, server name, port, local address, scheme) seen before -> their vars as a
+#: VarsBlock. Bounded, and emptied when full: a caller sending different headers every time
+#: gains nothing.
+_BLOCKS: dict[tuple[tuple[HeaderPair, ...], str, str, tuple[str, str], str], VarsBlock] = {}
 _BLOCKS_MAX = 256
 
 
@@ -287,6 +284,13 @@ def _base_vars(
     scheme: str,
 ) -> dict[str, str]:
     """The vars every request has, whatever its headers."""
+    vars = _target_vars(method, target, body_length)
+    vars.update(_fixed_vars(server_name, server_port, local, scheme))
+    return vars
+
+
+def _target_vars(method: str, target: str, body_length: int | None) -> dict[str, str]:
+    """The vars that change from one request to the next: method, target, body length."""
     if not target.startswith("/"):
         raise ValueError(f"the request target must start with '/': {target!r}")
     path, _, query = target.partition("?")
@@ -302,6 +306,15 @@ def _base_vars(
         "REQUEST_URI": uri,
         "PATH_INFO": path,
         "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(body_length) if body_length else "",
+    }
+
+
+def _fixed_vars(
+    server_name: str, server_port: str, local: tuple[str, str], scheme: str
+) -> dict[str, str]:
+    """The vars that are the same for every request of a connection (before its headers)."""
+    return {
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REQUEST_SCHEME": scheme,
         "SERVER_NAME": server_name,
@@ -309,7 +322,6 @@ def _base_vars(
         "REMOTE_ADDR": local[0],
         "REMOTE_PORT": local[1],
         "CONTENT_TYPE": "",
-        "CONTENT_LENGTH": str(body_length) if body_length else "",
     }
 
 

@@ -155,9 +155,7 @@ class AsyncSender:
                     )
                     if span is not None:
                         span.send(conn.endpoint, vars, block)
-                    if traceparent is not None and (
-                        block is None or TRACEPARENT_VAR not in block.names
-                    ):
+                    if traceparent is not None and TRACEPARENT_VAR not in block.names:
                         vars.setdefault(TRACEPARENT_VAR, traceparent)
                     head, state, sid = await conn.request(vars, block, body, deadline)
                 except Retry as exc:

@@ -154,9 +154,7 @@ class Sender:
                     )
                     if span is not None:
                         span.send(conn.endpoint, vars, block)
-                    if traceparent is not None and (
-                        block is None or TRACEPARENT_VAR not in block.names
-                    ):
+                    if traceparent is not None and TRACEPARENT_VAR not in block.names:
                         vars.setdefault(TRACEPARENT_VAR, traceparent)
                     head, state, sid = conn.request(vars, block, body, deadline)
                 except Retry as exc:

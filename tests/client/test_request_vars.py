@@ -47,6 +47,26 @@ def test_request_vars_describe_what_build_vars_does(headers: Any) -> None:
         assert decode_request_vars(payload, 100) == expected
 
 
+def test_cached_vars_follow_the_connection_and_the_server() -> None:
+    # What does not change between requests is encoded once, per headers *and* per
+    # connection: two connections' requests never carry each other's address or server.
+    headers = {"X-Id": "1"}
+    places = [
+        ("8080", ("127.0.0.1", "5555")),
+        ("8080", ("127.0.0.1", "6666")),
+        ("9090", ("127.0.0.1", "5555")),
+        ("8080", ("::1", "5555")),
+    ]
+    for server_port, local in places:
+        where = {**WHERE, "server_port": server_port, "local": local}
+        for method, target, length in [("GET", "/a?b=c", None), ("PUT", "/d", 7)]:
+            vars, block = request_vars(method, target, headers, **{**where, "body_length": length})
+            got = decode_request_vars(encode_request_vars(msgpack.Packer().pack, vars, block), 100)
+            assert got == build_vars(method, target, headers, **{**where, "body_length": length})
+            assert (got["SERVER_PORT"], got["REMOTE_ADDR"], got["REMOTE_PORT"]) == (
+                server_port, *local)  # fmt: skip
+
+
 def test_request_vars_refuse_what_build_vars_and_encoding_refuse() -> None:
     with pytest.raises(ValueError, match="underscore"):
         request_vars("GET", "/", {"X_Y": "1"}, **WHERE)
