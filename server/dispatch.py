@@ -132,11 +132,11 @@ class AppRunner:
         self._searching += 1
         self._wakers[self._parked.pop()].release()
 
-    def withdraw_cancelled(self) -> int:
+    def withdraw_cancelled(self) -> None:
         """Take back the queued exchanges whose streams are gone (e.g. refused after a
-        harakiri) and end them on the loop now, as a thread would on taking them; returns how
-        many. Behind a stuck call they would never reach a thread, and would hold
-        :attr:`active` (and so the worker's exit) until the graceful timeout. Loop thread."""
+        harakiri) and end them on the loop now, as a thread would on taking them. Behind a
+        stuck call they would never reach a thread, and would hold :attr:`active` (and so the
+        worker's exit) until the graceful timeout. Loop thread."""
         jobs = self._jobs  # changed in place: parked threads hold this very deque
         with self._mutex:
             gone = [job for job in jobs if job is not None and job.cancelled.fired]
@@ -146,7 +146,6 @@ class AppRunner:
                 jobs.extend(kept)
         for exchange in gone:
             exchange.sink.done(exchange)
-        return len(gone)
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):x}"

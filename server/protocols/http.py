@@ -181,9 +181,8 @@ class HttpProtocol(BaseProtocol):
         if self.closed:
             return  # lingering after our close: dropped
         self.last_activity = _monotonic()
-        queue = self._queue
         # Before the next request is parsed: it may be served at once.
-        if queue and queue[0].answered and not self._settle_answered():
+        if not self._settle_answered():
             return
         try:
             self._parser.feed_data(data)
@@ -226,8 +225,7 @@ class HttpProtocol(BaseProtocol):
             request.continue_due = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
         queue = self._queue
         with self._wlock:  # against respond_now, answering in the meantime: see there
-            if queue and queue[0].answered:
-                self._settle_answered()
+            self._settle_answered()
             queue.append(request)
         if len(self._queue) > _MAX_PIPELINE and self.transport is not None:
             self.transport.pause_reading()
@@ -470,11 +468,13 @@ class HttpProtocol(BaseProtocol):
             self.done(exchange)
 
     def _settle_answered(self) -> bool:
-        """End the first exchange, answered by respond_now; whether the connection is still
-        open after it (done closes it when no other request is to follow)."""
-        exchange = self._queue[0].exchange
-        assert exchange is not None
-        self.done(exchange)
+        """End the first exchange if respond_now answered it; whether the connection is
+        still open after that (done closes it when no other request is to follow)."""
+        queue = self._queue
+        if queue and queue[0].answered:
+            exchange = queue[0].exchange
+            assert exchange is not None
+            self.done(exchange)
         return not self.closed
 
     def send_head(self, exchange: Exchange, head: ResponseHead) -> None:
@@ -523,8 +523,7 @@ class HttpProtocol(BaseProtocol):
             self.transport.resume_reading()
 
     def on_peer_eof(self) -> None:
-        if self._queue and self._queue[0].answered:
-            self._settle_answered()
+        self._settle_answered()
         request = self._reader.parsing
         if request is not None and request.body is not None and not request.complete:
             # The body will never be complete: the application's read must fail now rather
@@ -552,8 +551,7 @@ class HttpProtocol(BaseProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._queue and self._queue[0].answered:
-            self._settle_answered()
+        self._settle_answered()
         with self._wlock:
             if self._wfd >= 0:
                 fdio.close(self._wfd)
@@ -570,8 +568,7 @@ class HttpProtocol(BaseProtocol):
 
     def enforce_timeouts(self, now: float) -> None:
         config = self.config
-        if self._queue and self._queue[0].answered:
-            self._settle_answered()
+        self._settle_answered()
         if self._queue:
             request = self._queue[0]
             body = request.body
