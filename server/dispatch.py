@@ -148,7 +148,9 @@ class AppRunner:
             exchange.sink.done(exchange)
 
     def new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._id_counter):x}"
+        # hex() rather than an f-string's ":x": compiled, the format spec is a generic
+        # format() call, 390 against 150 ns (pure Python, 160 against 150).
+        return self._id_prefix + hex(next(self._id_counter))[2:]
 
     def done(self, exchange: Exchange) -> None:
         """An exchange finished on its thread (called by the protocols' ``respond`` and

@@ -57,6 +57,35 @@ def test_classic_round_trip(vars: dict[str, str]) -> None:
     assert classic.decode_vars(classic.encode_vars(vars), max_count=100) == vars
 
 
+@pytest.mark.parametrize("size", [0, 10, 13, 256, 266, 269, 2560, 2570, 3328, 3341])
+def test_classic_lengths_whose_bytes_are_cr_lf_or_nul(size: int) -> None:
+    """A length byte may be 0, 10 or 13 (CR, LF, NUL are refused in names and values only)."""
+    vars = {"N" * max(size, 1): "v" * size, "EMPTY": ""}
+    assert classic.decode_vars(classic.encode_vars(vars)) == vars
+    raw = classic.encode_vars(vars) + block((b"X", b"a\rb"))
+    with pytest.raises(InvalidVarsError, match="CR, LF or NUL"):
+        classic.decode_vars(raw)
+
+
+@given(vars_dicts.filter(bool), st.data())
+def test_classic_refuses_cr_lf_or_nul_anywhere_in_a_name_or_value(
+    vars: dict[str, str], data: st.DataObject
+) -> None:
+    bad_name = data.draw(st.sampled_from(sorted(vars)))
+    in_name = data.draw(st.booleans())
+    char = data.draw(st.sampled_from("\r\n\x00"))
+    pairs = []
+    for name, value in vars.items():
+        if name == bad_name:
+            text = name if in_name else value
+            at = data.draw(st.integers(0, len(text)))
+            text = text[:at] + char + text[at:]
+            name, value = (text, value) if in_name else (name, text)
+        pairs.append((name.encode("latin-1"), value.encode("latin-1")))
+    with pytest.raises(InvalidVarsError, match="CR, LF or NUL"):
+        classic.decode_vars(block(*pairs), max_count=100)
+
+
 def test_classic_keeps_bytes_as_latin1() -> None:
     raw = block((b"PATH_INFO", "/café".encode()))
     assert classic.decode_vars(raw)["PATH_INFO"] == "/cafÃ©"  # PEP 3333: bytes decoded latin-1
