@@ -92,8 +92,8 @@ def pairs_to_dict(items: list[str]) -> dict[str, str]:
     """Turn a checked flat [name, value, ...] list of even length (the callers check it) into
     a dict, rejecting dup and empty names."""
     it = iter(items)
-    # zip() without strict=True: the keyword costs the compiled build a generic call, a third
-    # of this function's time for a dozen pairs.
+    # zip() without strict=True: the keyword costs the compiled build a generic call, a
+    # quarter of this function's time for a dozen pairs (877 -> 657 ns for 13).
     result = dict(zip(it, it))  # noqa: B905
     if len(result) * 2 != len(items):
         seen: set[str] = set()
