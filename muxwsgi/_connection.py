@@ -47,6 +47,7 @@ from ._events import (
     StreamEnded,
     StreamReset,
     WindowUpdated,
+    make,
 )
 from ._flood import FloodLimits, TokenBucket
 from ._frames import (
@@ -558,10 +559,10 @@ class Connection:
         self._last_request = stream_id  # handed to the application: a GOAWAY now covers it
         # Positional arguments on the hot paths: half the cost of keywords.
         events.append(
-            RequestReceived(stream_id, request_vars, bool(end), content_length, timeout_ms)
+            make(RequestReceived, (stream_id, request_vars, bool(end), content_length, timeout_ms))
         )
         if end:
-            events.append(StreamEnded(stream_id))
+            events.append(make(StreamEnded, (stream_id,)))
 
     def _recv_response(
         self, flags: int, stream_id: int, payload: bytes, events: list[Event]
@@ -584,9 +585,9 @@ class Connection:
         except InvalidVarsError as exc:
             raise StreamError(stream_id, str(exc), exc.error_code) from None
         stream.recv = next_state
-        events.append(ResponseReceived(stream_id, status, reason, headers, bool(end)))
+        events.append(make(ResponseReceived, (stream_id, status, reason, headers, bool(end))))
         if end:
-            events.append(StreamEnded(stream_id))
+            events.append(make(StreamEnded, (stream_id,)))
             self._maybe_forget(stream)
 
     def _recv_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
@@ -622,9 +623,9 @@ class Connection:
             self._glitch("empty DATA frame")
         stream.recv = next_state  # type: ignore[assignment]
         stream.recv_unacked += size
-        events.append(DataReceived(stream_id, payload, size, bool(end)))
+        events.append(make(DataReceived, (stream_id, payload, size, bool(end))))
         if end:
-            events.append(StreamEnded(stream_id))
+            events.append(make(StreamEnded, (stream_id,)))
             if stream.send is _CLOSED:
                 del self._streams[stream_id]
                 self._release(stream)

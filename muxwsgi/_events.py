@@ -10,7 +10,7 @@ request/response exchange creates five events. Equality also compares the type, 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ._errors import ErrorCode
 from ._settings import SettingCode
@@ -156,6 +156,14 @@ Event = (
     | PingAcknowledged
     | ConnectionTerminated
 )
+
+
+#: ``make(EventType, (field, ...))``, every field given in order: the event made by
+#: ``tuple.__new__`` itself, without its class's ``__new__``. namedtuple writes that ``__new__``
+#: as a Python lambda, so the class call runs an interpreted frame even in the compiled build:
+#: 148 -> 92 ns for a DataReceived interpreted, ~2,400 -> ~900 instructions compiled
+#: (callgrind). The connection makes its per-request events this way.
+make: Final = tuple.__new__
 
 
 def _typed_eq(self: tuple[Any, ...], other: object) -> bool:
