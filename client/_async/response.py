@@ -24,8 +24,8 @@ class AsyncResponse:
         status: int,
         reason: str,
         headers: list[tuple[str, str]],
-        body: AsyncIterator[bytes],
-        on_close: Callable[[bool], Awaitable[None]],
+        body: AsyncIterator[bytes] | None,
+        on_close: Callable[[bool], Awaitable[None]] | None,
         *,
         url: str,
         complete: Callable[[], bytes | None] | None = None,
@@ -43,6 +43,25 @@ class AsyncResponse:
         self._content: bytes | None = None
         self._consumed = False
         self._closed = False
+
+    @staticmethod
+    def with_content(
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        *,
+        url: str,
+        http_version: str = "HTTP/1.1",
+    ) -> AsyncResponse:
+        """A response whose whole body is ``content``, read and closed already: nothing is
+        left to stream, reset or release."""
+        # A static method naming the class: compiled, a classmethod's cls() is a generic call.
+        response = AsyncResponse(
+            status, reason, headers, None, None, url=url, http_version=http_version
+        )
+        response._content, response._consumed, response._closed = content, True, True
+        return response
 
     @property
     def status_code(self) -> int:
@@ -66,6 +85,11 @@ class AsyncResponse:
 
     def json(self) -> Any:
         return _json.loads(self.content)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the response is closed: its body read to the end, or given up on."""
+        return self._closed
 
     @property
     def is_success(self) -> bool:
@@ -99,7 +123,8 @@ class AsyncResponse:
     async def _close(self, complete: bool) -> None:
         if not self._closed:
             self._closed = True
-            await self._on_close(complete)
+            if self._on_close is not None:
+                await self._on_close(complete)
 
     async def __aenter__(self) -> AsyncResponse:
         return self

@@ -82,7 +82,9 @@ class AsyncSender:
         timeout: float | UseClientDefault | None,
     ) -> AsyncResponse:
         """:meth:`send`, then read the whole response body and close the response."""
-        response = await self.send(method, target, headers, body, timeout)
+        response = await self.send(method, target, headers, body, timeout, whole=True)
+        if response.is_closed:  # the whole body had arrived with the head (see send)
+            return response
         try:
             await response.aread()
         except BaseException as exc:
@@ -100,11 +102,19 @@ class AsyncSender:
         headers: HeaderTypes,
         body: RequestBody,
         timeout: float | UseClientDefault | None,
+        *,
+        whole: bool = False,
     ) -> AsyncResponse:
         """Send a request and return its response once its head arrived (the body streams).
         Raises what the client's methods document: ClientError and its kinds, TypeError or
         ValueError for a request that cannot be sent, RuntimeError while the client is not
-        open."""
+        open.
+
+        ``whole`` (for :meth:`request`, which reads the body anyway): when the whole mux body
+        has arrived with the head, as small responses do, the response comes back read and
+        closed, its connection released, without the streaming machinery (body iterator,
+        close callback) that a streamed response needs.
+        """
         if not self.open:
             raise RuntimeError("the client is not open: use it as a context manager")
         config = self.config
@@ -196,6 +206,13 @@ class AsyncSender:
                 conn.stats.answered(now - sent, now)
                 if span is not None:
                     span.answered(head.status)
+                if whole:
+                    content = conn.take_complete(sid, state)
+                    if content is not None:
+                        await self.pool.release(conn)
+                        return AsyncResponse.with_content(
+                            head.status, head.reason, head.headers, content, url=conn.url
+                        )
                 return self._mux_response(conn, head, state, sid, deadline)
         except BaseException as exc:
             if isinstance(exc, ClientError):

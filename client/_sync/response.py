@@ -25,8 +25,8 @@ class Response:
         status: int,
         reason: str,
         headers: list[tuple[str, str]],
-        body: Iterator[bytes],
-        on_close: Callable[[bool], None],
+        body: Iterator[bytes] | None,
+        on_close: Callable[[bool], None] | None,
         *,
         url: str,
         complete: Callable[[], bytes | None] | None = None,
@@ -44,6 +44,23 @@ class Response:
         self._content: bytes | None = None
         self._consumed = False
         self._closed = False
+
+    @staticmethod
+    def with_content(
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        *,
+        url: str,
+        http_version: str = "HTTP/1.1",
+    ) -> Response:
+        """A response whose whole body is ``content``, read and closed already: nothing is
+        left to stream, reset or release."""
+        # A static method naming the class: compiled, a classmethod's cls() is a generic call.
+        response = Response(status, reason, headers, None, None, url=url, http_version=http_version)
+        response._content, response._consumed, response._closed = content, True, True
+        return response
 
     @property
     def status_code(self) -> int:
@@ -67,6 +84,11 @@ class Response:
 
     def json(self) -> Any:
         return _json.loads(self.content)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the response is closed: its body read to the end, or given up on."""
+        return self._closed
 
     @property
     def is_success(self) -> bool:
@@ -100,7 +122,8 @@ class Response:
     def _close(self, complete: bool) -> None:
         if not self._closed:
             self._closed = True
-            self._on_close(complete)
+            if self._on_close is not None:
+                self._on_close(complete)
 
     def __enter__(self) -> Response:
         return self

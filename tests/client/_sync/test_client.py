@@ -123,6 +123,24 @@ def test_stream_closed_early_resets(mux_url: str) -> None:
         assert (client.get("/hello")).content == b"Hello, World!"  # the connection lives
 
 
+def test_a_whole_response_comes_back_read_and_closed(mux_url: str) -> None:
+    # One connection, and more requests than the streams it allows (the server's default
+    # MAX_CONCURRENT_STREAMS): a response read whole must give its stream back each time.
+    with Client(mux_url, max_connections_per_endpoint=1, timeout=10) as client:
+        for _ in range(300):
+            response = client.get("/hello")
+            assert response.is_closed and response.content == b"Hello, World!"
+        # A body still arriving after the head is read to its end, then closed the same.
+        response = client.get("/stream?n=100&size=1000")
+        assert response.is_closed and len(response.content) == 100_000
+        # A streamed response stays the caller's to read, whole or not.
+        with client.stream("GET", "/hello") as streamed:
+            assert not streamed.is_closed
+            assert streamed.read() == b"Hello, World!" and streamed.is_closed
+        (endpoint,) = client.metrics().endpoints
+        assert endpoint.outstanding == 0 and endpoint.connections == 1
+
+
 def test_server_reset_is_an_error(mux_url: str) -> None:
     with Client(mux_url) as client:
         with client.stream("GET", "/raise-midstream") as response:
