@@ -72,7 +72,8 @@ Progress = Callable[[str], None]
 
 
 def plan(options: Options) -> list[tuple[Target, Scenario, int]]:
-    """Every cell of the run, in order (grouped by target, so each server starts once)."""
+    """Every cell of one round, in order (grouped by target, so each server starts once per
+    round)."""
     cells: list[tuple[Target, Scenario, int]] = []
     # Churn first: the TIME_WAIT it reports must not include the sockets other cells of the
     # same server left behind (they linger for a minute).
@@ -268,83 +269,102 @@ def measure(
     }
 
 
-def measure_repeated(
-    target: Target,
-    scenario: Scenario,
-    concurrency: int,
-    servers: list[ServerProcess],
-    url: str,
-    ports: list[int],
-    options: Options,
-    run_dir: Path,
-) -> dict[str, Any]:
-    """The cell measured ``options.repeat`` times: the run with the median req/s, whole (its
-    latencies and CPU belong together), and every run's req/s beside it."""
-    runs = [
-        measure(target, scenario, concurrency, servers, url, ports, options, run_dir)
-        for _ in range(max(1, options.repeat))
-    ]
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median req/s, whole (its latencies and CPU belong together), with every
+    run's req/s beside it (``runs_rps``, in the order they ran)."""
     ranked = sorted(runs, key=lambda c: c["rps"])
-    cell = ranked[(len(ranked) - 1) // 2]
+    cell = dict(ranked[(len(ranked) - 1) // 2])
     cell["runs_rps"] = [c["rps"] for c in runs]
     return cell
 
 
 def run_benchmarks(options: Options, progress: Progress) -> dict[str, Any]:
-    """Run every cell of ``options``; return the JSON document (results, skipped, options)."""
+    """Run every cell of ``options``; return the JSON document (results, skipped, options).
+
+    With ``options.repeat`` > 1 the whole plan runs that many times over, in rounds (every
+    target once, then every target again), and each cell reports its median run. Rounds rather
+    than a cell's runs back to back: a shared machine has slow spells that last a minute or
+    more, and a cell measured three times inside one of them is three times as slow, while the
+    cell it is compared with ran at full speed. Spread over the whole run, each cell's runs see
+    the same spells as the others'.
+    """
     cells = plan(options)
-    results: list[dict[str, Any]] = []
+    rounds = max(1, options.repeat)
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     skipped: list[dict[str, str]] = []
+    # What failed in an earlier round is not measured again (its reason is in skipped).
+    failed_targets: set[str] = set()
+    failed: set[tuple[str, str, int]] = set()
     done = 0
     started = time.monotonic()
     with run_directory() as run_dir:
-        for target_id in options.targets:
-            target = TARGETS[target_id]
-            mine = [c for c in cells if c[0] is target]
-            if not mine:
-                continue
-            missing = missing_tools(target)
-            if missing:
-                why = ", ".join(f"{name} not found ({hint})" for name, hint in missing)
-                skipped.append({"target": target.id, "reason": why})
-                progress(f"skip {target.id}: {why}")
-                done += len(mine)
-                continue
-            try:
-                with running(target, options, run_dir) as (servers, url, ports):
-                    for _, scenario, level in mine:
-                        done += 1
-                        label = (
-                            f"[{done}/{len(cells)}] {target.id:<24} {scenario.id:<8} x{level:<4}"
-                        )
-                        progress(f"{label} ...")
-                        try:
-                            cell = measure_repeated(
-                                target, scenario, level, servers, url, ports, options, run_dir
+        for round_ in range(1, rounds + 1):
+            for target_id in options.targets:
+                target = TARGETS[target_id]
+                mine = [c for c in cells if c[0] is target and _key(c) not in failed]
+                if not mine or target.id in failed_targets:
+                    continue
+                missing = missing_tools(target)
+                if missing:
+                    why = ", ".join(f"{name} not found ({hint})" for name, hint in missing)
+                    skipped.append({"target": target.id, "reason": why})
+                    progress(f"skip {target.id}: {why}")
+                    failed_targets.add(target.id)
+                    done += len(mine) * (rounds - round_ + 1)
+                    continue
+                try:
+                    with running(target, options, run_dir) as (servers, url, ports):
+                        for cell_plan in mine:
+                            _, scenario, level = cell_plan
+                            done += 1
+                            label = (
+                                f"[{done}/{len(cells) * rounds}] {target.id:<24} "
+                                f"{scenario.id:<8} x{level:<4}"
                             )
-                        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                            skipped.append(
-                                {
-                                    "target": target.id,
-                                    "scenario": scenario.id,
-                                    "reason": str(exc)[:500],
-                                }
+                            progress(f"{label} ...")
+                            try:
+                                cell = measure(
+                                    target, scenario, level, servers, url, ports, options, run_dir
+                                )
+                            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                                skipped.append(
+                                    {
+                                        "target": target.id,
+                                        "scenario": scenario.id,
+                                        "reason": str(exc)[:500],
+                                    }
+                                )
+                                failed.add(_key(cell_plan))
+                                runs.pop(_key(cell_plan), None)
+                                progress(f"{label} failed: {str(exc)[:300]}")
+                                continue
+                            runs.setdefault(_key(cell_plan), []).append(cell)
+                            progress(
+                                f"{label} {cell['rps']:>9.1f} req/s  p99 {cell['p99_ms']:.2f} ms  "
+                                f"errors {cell['errors']}  client {cell['client_cpu_us']} µs  "
+                                f"server {cell['server_cpu_us']} µs"
+                                + (f"  (round {round_}/{rounds})" if rounds > 1 else "")
                             )
-                            progress(f"{label} failed: {str(exc)[:300]}")
-                            continue
-                        results.append(cell)
-                        progress(
-                            f"{label} {cell['rps']:>9.1f} req/s  p99 {cell['p99_ms']:.2f} ms  "
-                            f"errors {cell['errors']}  client {cell['client_cpu_us']} µs  "
-                            f"server {cell['server_cpu_us']} µs"
-                            + (f"  runs {cell['runs_rps']}" if options.repeat > 1 else "")
-                        )
-            except RuntimeError as exc:
-                skipped.append({"target": target.id, "reason": str(exc)[:500]})
-                progress(f"skip {target.id}: {str(exc)[:300]}")
+                except RuntimeError as exc:
+                    skipped.append({"target": target.id, "reason": str(exc)[:500]})
+                    failed_targets.add(target.id)
+                    for cell_plan in mine:
+                        runs.pop(_key(cell_plan), None)
+                    progress(f"skip {target.id}: {str(exc)[:300]}")
+    results = [median_run(runs[_key(c)]) for c in cells if _key(c) in runs]
+    if rounds > 1:
+        for cell in results:
+            progress(
+                f"{cell['target']:<24} {cell['scenario']:<8} x{cell['concurrency']:<4} "
+                f"median {cell['rps']:>9.1f} req/s  runs {cell['runs_rps']}"
+            )
     return {
         "results": results,
         "skipped": skipped,
         "options": asdict(options),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
+
+
+def _key(cell: tuple[Target, Scenario, int]) -> tuple[str, str, int]:
+    return cell[0].id, cell[1].id, cell[2]

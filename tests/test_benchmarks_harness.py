@@ -1,6 +1,7 @@
 """The benchmark harness, run for real in a tiny configuration: two targets (muxwsgi over one
-mux connection, and its classic uwsgi path), one scenario, one second per cell; the gRPC row
-the same way; and the nginx keep-alive front the wrk rows use, driven by plain HTTP requests.
+mux connection, and its classic uwsgi path), one scenario, one second per cell, once and in two
+rounds; the gRPC row the same way; and the nginx keep-alive front the wrk rows use, driven by
+plain HTTP requests.
 
 Only the shape of the output and the success of the requests are checked; the figures
 themselves are reported by the harness, never asserted here.
@@ -80,6 +81,23 @@ def test_run_two_targets_one_scenario(tmp_path: Path) -> None:
     assert "| mux-1conn | 8 |" in text and "| muxwsgi-classic | 8 |" in text
     assert "[2/2] muxwsgi-classic" in done.stderr  # progress, as it goes
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_repeats_run_in_rounds() -> None:
+    """--repeat 2: every target once, then every target again (not a cell's runs back to
+    back), and each cell reports its median run with every run's req/s beside it."""
+    done, doc = run_harness("mux-1conn,muxwsgi-classic", "--repeat", "2")
+    check_cells(doc, ["mux-1conn", "muxwsgi-classic"])
+    measured = [
+        line.split()[1]
+        for line in done.stderr.splitlines()
+        if line.startswith("[") and "req/s" in line
+    ]
+    assert measured == ["mux-1conn", "muxwsgi-classic", "mux-1conn", "muxwsgi-classic"]
+    assert "[4/4] muxwsgi-classic" in done.stderr
+    for cell in doc["results"]:
+        runs = cell["runs_rps"]
+        assert len(runs) == 2 and cell["rps"] == min(runs), cell  # the lower middle of two
 
 
 def test_grpc_row() -> None:
