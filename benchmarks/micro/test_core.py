@@ -18,7 +18,13 @@ import pytest
 
 import muxwsgi
 from muxwsgi import Connection, ConnectionConfig, RequestReceived, Role, classic
-from muxwsgi._vars import decode_request_vars, encode_request_vars, encode_response_head
+from muxwsgi._vars import (
+    VarsBlock,
+    decode_request_vars,
+    decode_response_head,
+    encode_request_vars,
+    encode_response_head,
+)
 
 from .requests import NGINX_15, NGINX_BROWSER_28, RESPONSE_BODY, RESPONSE_HEADERS
 
@@ -74,6 +80,26 @@ def test_decode_classic_vars_28(benchmark: Any) -> None:
 def test_encode_response_head(benchmark: Any) -> None:
     pack = msgpack.Packer().pack
     benchmark(encode_response_head, pack, 200, "OK", RESPONSE_HEADERS)
+
+
+def test_encode_request_vars_with_block(benchmark: Any) -> None:
+    """A client's request head: the 5 vars that change per request (method, target, length),
+    then the VarsBlock of the rest, encoded once (what client requests send)."""
+    changing = {k: NGINX_BROWSER_28[k] for k in _CHANGING}
+    block = VarsBlock(
+        msgpack.packb, {k: v for k, v in NGINX_BROWSER_28.items() if k not in changing}
+    )
+    payload = benchmark(encode_request_vars, msgpack.Packer().pack, changing, block)
+    assert decode_request_vars(payload, 256) == NGINX_BROWSER_28
+
+
+def test_decode_response_head(benchmark: Any) -> None:
+    """A client's side of a response head: the status line and two headers."""
+    payload = encode_response_head(msgpack.Packer().pack, 200, "OK", RESPONSE_HEADERS)
+    assert benchmark(decode_response_head, payload, 256) == (200, "OK", RESPONSE_HEADERS)
+
+
+_CHANGING = ("REQUEST_METHOD", "REQUEST_URI", "PATH_INFO", "QUERY_STRING", "CONTENT_LENGTH")
 
 
 def test_version_is_reported(benchmark: Any) -> None:
