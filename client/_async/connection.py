@@ -651,15 +651,20 @@ class AsyncMuxConnection:
         inbox = state.inbox
         if not inbox or type(inbox[-1]) is not StreamEnded:
             return None
-        chunks = []
-        for event in inbox:
-            if type(event) is DataReceived:
-                chunks.append(event.data)
-            elif type(event) is not StreamEnded:
-                return None
+        first = inbox[0]
+        if len(inbox) == 2 and type(first) is DataReceived:
+            body = first.data  # the usual small body, one DATA then the end: no list, no join
+        else:
+            chunks = []
+            for event in inbox:
+                if type(event) is DataReceived:
+                    chunks.append(event.data)
+                elif type(event) is not StreamEnded:
+                    return None
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         inbox.clear()
         self._forget(sid)  # ended: the core returned the stream's window credit itself
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return body
 
     def _forget(self, sid: int) -> None:
         self._timed.pop(sid, None)

@@ -67,6 +67,23 @@ def test_cached_vars_follow_the_connection_and_the_server() -> None:
                 server_port, *local)  # fmt: skip
 
 
+def test_headers_changed_in_place_are_sent_as_they_are_now() -> None:
+    # The cache keeps what it has seen: a header list changed in place between two requests
+    # (a pair replaced, or the value of a pair that is itself a list), or a dict, must be read
+    # again, never answered from what the same objects held before.
+    pairs = [("X-A", "1")]
+    lists = [["X-B", "1"]]
+    mapping = {"X-C": "1"}
+    for given in (pairs, lists, mapping):
+        for value in ("1", "2", "2", "3"):
+            pairs[0] = ("X-A", value)
+            lists[0][1] = value
+            mapping["X-C"] = value
+            vars, block = request_vars("GET", "/", given, **WHERE)
+            got = decode_request_vars(encode_request_vars(msgpack.Packer().pack, vars, block), 100)
+            assert got == build_vars("GET", "/", given, **WHERE)
+
+
 def test_request_vars_refuse_what_build_vars_and_encoding_refuse() -> None:
     with pytest.raises(ValueError, match="underscore"):
         request_vars("GET", "/", {"X_Y": "1"}, **WHERE)
