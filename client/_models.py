@@ -391,7 +391,9 @@ class RequestOptions(TypedDict, total=False):
 
 def body_size(body: RequestBody) -> int | None:
     """The length of a bytes body; None for iterators and files (streamed)."""
-    if isinstance(body, bytes | bytearray | memoryview):
+    # bytes by its exact type first: ``bytes | bytearray | memoryview`` builds a union object
+    # on every call (~1.5k instructions compiled), and nearly every body is bytes.
+    if type(body) is bytes or isinstance(body, bytes | bytearray | memoryview):
         return len(body)
     return None
 

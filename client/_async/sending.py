@@ -124,7 +124,7 @@ class AsyncSender:
             timeout = config.timeout
         deadline = None if timeout is None else _monotonic() + timeout
         method = method.upper()
-        if isinstance(body, bytearray | memoryview):
+        if type(body) is not bytes and isinstance(body, bytearray | memoryview):  # (see body_size)
             body = bytes(body)
         if isinstance(body, str):
             raise TypeError("the request body must be bytes, an iterable of bytes or a file")
