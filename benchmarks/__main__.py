@@ -82,7 +82,10 @@ def parser() -> argparse.ArgumentParser:
         help="each request's deadline, seconds, for the Python clients (0: none; default 30)",
     )
     run.add_argument(
-        "--repeat", type=int, default=1, help="runs per cell, the median reported (default 1)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per cell, in rounds over every target; each cell's median reported (default 1)",
     )
     run.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     run.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
