@@ -157,11 +157,13 @@ def encode_request_vars(
     """Return a request HEADERS payload: ``vars``, then ``block``'s if given.
     Raises :class:`LocalProtocolError` for invalid vars, or a name in both."""
     # A loop rather than list(chain.from_iterable(vars.items())): faster in both builds for
-    # the handful of vars a request has beside its block (5 vars: 326 -> 210 ns interpreted).
-    items: list[str] = []
-    for name, value in vars.items():
-        items.append(name)
-        items.append(value)
+    # the handful of vars a request has beside its block (5 vars: 326 -> 234 ns interpreted).
+    # The pairs as Any, not tuple[str, str]: compiled, typed pairs would be checked here, and a
+    # var that is not a str would raise a bare TypeError instead of the check's error below.
+    pairs: Iterable[Any] = vars.items()
+    items: list[Any] = []
+    for pair in pairs:
+        items.extend(pair)
     _check_request_items(items, vars)
     if block is None or not block.count:
         return pack(items)
