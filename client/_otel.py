@@ -20,9 +20,13 @@ with no SDK behind it): that trace is passed on, as the API does without an SDK.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+import opentelemetry.context as _context
 import opentelemetry.trace as _api
+from opentelemetry.context import Context, get_current
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagate import inject
 from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import (
@@ -58,6 +62,23 @@ _ERROR = StatusCode.ERROR
 _UNKNOWN = object()
 
 
+def _context_var() -> ContextVar[Context] | None:
+    """The ContextVar in which opentelemetry-api's default runtime context keeps the current
+    context, or None when another runtime context is configured (``OTEL_PYTHON_CONTEXT``).
+
+    Without a tracer provider, each request asks whether a trace is current. The API's
+    answer, ``get_current_span().get_span_context().is_valid``, is seven Python calls: ~4.5k
+    instructions, 5% of a compiled client's request. The current context is empty unless
+    something attached one (a span, baggage), and reading that from the ContextVar is one C
+    call. The variable is the runtime context's own attribute, not API: it is used only when
+    the runtime context is the class known to keep it there, and is then read, never set."""
+    runtime = getattr(_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
+
+
 class _VarsSetter(Setter[dict[str, str]]):
     """Writes a propagator's headers as uwsgi vars (traceparent: HTTP_TRACEPARENT)."""
 
@@ -78,7 +99,7 @@ _SETTER = _VarsSetter()
 class ClientSpans:
     """A client's span maker: :meth:`start` gives each attempt its :class:`AttemptSpan`."""
 
-    __slots__ = ("_base", "_provider", "_tracer", "_url")
+    __slots__ = ("_base", "_context", "_provider", "_tracer", "_url")
 
     def __init__(self, endpoints: list[Endpoint]) -> None:
         #: The attributes every span starts with: the server, when the client has one.
@@ -93,6 +114,8 @@ class ClientSpans:
                 self._url = f"{first.protocol}://{host}:{first.port}"
         self._provider = get_tracer_provider()
         self._tracer = self._provider.get_tracer("muxwsgi.client", __version__)
+        #: Where the current context is read (see _context_var).
+        self._context = _context_var()
 
     def start(self, method: str, target: str, resend_count: int) -> AttemptSpan | None:
         """The span of one attempt at ``method target``, or None: no tracer provider is
@@ -100,10 +123,10 @@ class ClientSpans:
         configured = getattr(_api, "_TRACER_PROVIDER", _UNKNOWN)
         # None: none was ever set, so the one we hold is the proxy (see _UNKNOWN).
         provider = self._provider if configured is None else get_tracer_provider()
-        if type(provider) is ProxyTracerProvider and not (
-            get_current_span().get_span_context().is_valid
-        ):
-            return None
+        if type(provider) is ProxyTracerProvider:
+            current = get_current() if self._context is None else self._context.get()
+            if not current or not get_current_span(current).get_span_context().is_valid:
+                return None  # an empty context holds no span: the usual case, one C call
         if provider is not self._provider:
             # A provider configured after the client was made is used from then on.
             self._provider = provider
