@@ -150,6 +150,7 @@ class AsyncClient:
         self._pool.drop()
         self._background = AsyncBackground()
         self._pool = AsyncPool(self.endpoints, self._background, self.config, self._resolver)
+        self._sender.pool = self._pool  # the pool requests go through, not only metrics()'s
 
     def metrics(self) -> ClientMetrics:
         """The client's counters now: requests, errors, retries, and per endpoint its state,

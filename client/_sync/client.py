@@ -151,6 +151,7 @@ class Client:
         self._pool.drop()
         self._background = Background()
         self._pool = Pool(self.endpoints, self._background, self.config, self._resolver)
+        self._sender.pool = self._pool  # the pool requests go through, not only metrics()'s
 
     def metrics(self) -> ClientMetrics:
         """The client's counters now: requests, errors, retries, and per endpoint its state,
