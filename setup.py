@@ -51,6 +51,7 @@ COMPILED = (
     "muxwsgi.server.bodies",
     "muxwsgi.server.dispatch",
     "muxwsgi.server.exchange",
+    "muxwsgi.server.fdio",
     "muxwsgi.server.wsgi",
     "muxwsgi.server.protocols.base",
     "muxwsgi.server.protocols.detect",

@@ -14,6 +14,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = (
     "LATENCY_BUCKETS",
@@ -27,18 +28,20 @@ __all__ = (
 #: Upper bounds (seconds) of the latency histogram's buckets; one more bucket holds the rest.
 #: Prometheus's default buckets, with three below 5 ms: a request between two services on one
 #: network often answers in less.
-LATENCY_BUCKETS: tuple[float, ...] = (
+LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
 #: How fast the latency EWMA forgets (seconds): a sample's weight halves in DECAY * ln 2.
 #: Finagle's and Linkerd's peak EWMA use 10 s.
-DECAY = 10.0
+DECAY: Final = 10.0
 #: The cost of a connection whose endpoint has no latency yet but has streams in flight: very
 #: high, so that a new endpoint is tried with one request, not flooded before it answers.
-PENALTY = 1e6
+PENALTY: Final = 1e6
 
-_exp = math.exp
+# Final: the compiled build reads these from C statics, not the module dict, per request.
+_exp: Final = math.exp
+_bisect_left: Final = bisect_left
 
 
 class EndpointStats:
@@ -63,7 +66,7 @@ class EndpointStats:
 
     def answered(self, latency: float, now: float) -> None:
         """A response head arrived ``latency`` seconds after its request left (at ``now``)."""
-        self.counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.counts[_bisect_left(LATENCY_BUCKETS, latency)] += 1
         self.sum += latency
         if self.failures or self.in_row:
             self.failures = self.in_row = 0

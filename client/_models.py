@@ -9,7 +9,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol, TypedDict
+from typing import TYPE_CHECKING, Final, Protocol, TypedDict
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import msgpack
@@ -187,7 +187,7 @@ def _pairs(headers: HeaderTypes) -> Iterable[HeaderPair]:
     return headers
 
 
-_PLAIN_TARGET = re.compile(r"[A-Za-z0-9/?&=:@!$'()*+,;~._-]*\Z")
+_PLAIN_TARGET: Final = re.compile(r"[A-Za-z0-9/?&=:@!$'()*+,;~._-]*\Z")
 #: Header name -> var name, for names seen before (callers send the same few every time).
 _VAR_NAMES: dict[str, str] = {}
 
@@ -280,7 +280,7 @@ def request_vars(
 #: gains nothing.
 _BlockKey = tuple[tuple[HeaderPair, ...], str, str, tuple[str, str], str]
 _BLOCKS: dict[_BlockKey, VarsBlock] = {}
-_BLOCKS_MAX = 256
+_BLOCKS_MAX: Final = 256
 #: The key found or made last, and its block (see request_vars).
 _LAST_BLOCK: tuple[_BlockKey, VarsBlock] | None = None
 
@@ -362,7 +362,7 @@ def _header_vars(pairs: Iterable[HeaderPair]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- bodies and deadlines
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 #: A piece of a streamed request body.
 Chunk = bytes | bytearray | memoryview

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -81,6 +81,9 @@ class Guard:
 
 # ---------------------------------------------------------------- events
 
+#: Final: the compiled build reads it from a C static, not asyncio's module dict, per wait.
+_Future: Final = asyncio.Future
+
 
 class AsyncEvent:
     """An event that can be cleared. ``wait`` returns False on timeout.
@@ -105,7 +108,7 @@ class AsyncEvent:
             return
         self._flag = True
         for waiter in self._waiters:
-            if isinstance(waiter, asyncio.Future):
+            if isinstance(waiter, _Future):
                 if not waiter.done():
                     waiter.set_result(None)
             else:
@@ -138,7 +141,7 @@ class AsyncEvent:
         finally:
             self._waiters.remove(waiter)
         # Woken, even if someone cleared it since: not a timeout.
-        if isinstance(waiter, asyncio.Future):
+        if isinstance(waiter, _Future):
             return waiter.done() and not waiter.cancelled()
         return waiter.is_set()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = (
     "FRAME_HEADER",
@@ -61,7 +61,7 @@ class Flags(enum.IntFlag):
 
 HEADER_SIZE = 8
 MAX_PAYLOAD = 0xFFFF
-MAX_STREAM_ID = 0x7FFFFFFF
+MAX_STREAM_ID: Final = 0x7FFFFFFF
 MAX_WINDOW = 0x7FFFFFFF
 PING_LENGTH = 8
 #: Opens every PREFACE payload; the trailing digit is the protocol version.

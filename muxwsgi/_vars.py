@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -39,15 +39,15 @@ __all__ = (
 Packer = Callable[[Any], bytes]
 
 #: The request deadline var: a relative timeout in milliseconds (ASCII digits), like grpc-timeout.
-TIMEOUT_VAR = "MUXWSGI_TIMEOUT_MS"
-TIMEOUT_MAX_DIGITS = 9
+TIMEOUT_VAR: Final = "MUXWSGI_TIMEOUT_MS"
+TIMEOUT_MAX_DIGITS: Final = 9
 #: The longest deadline the var can carry (about 11.5 days): a client whose deadline is further
 #: away sends this, and keeps the longer one to itself ([T-1]).
-MAX_TIMEOUT_MS = 10**TIMEOUT_MAX_DIGITS - 1
+MAX_TIMEOUT_MS: Final = 10**TIMEOUT_MAX_DIGITS - 1
 #: 18 digits always fit in a signed 64-bit integer; larger bodies are not a thing.
-CONTENT_LENGTH_MAX_DIGITS = 18
+CONTENT_LENGTH_MAX_DIGITS: Final = 18
 
-_unpackb = msgpack.unpackb
+_unpackb: Final = msgpack.unpackb
 
 
 def check_names_and_text(joined: str) -> str | None:

@@ -22,17 +22,18 @@ import io
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from .config import Config
 from .exchange import InputStream
 
 __all__ = ("READ_AHEAD", "RequestBody", "UploadSlots", "UploadTicket", "upload_slots")
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 #: Body bytes an HTTP/1.1 or classic uwsgi connection reads ahead of an application that reads
 #: its body as it arrives, before it stops reading (one buffering a body reads up to
 #: body_buffer_size, if that is more).
-READ_AHEAD = 256 * 1024
+READ_AHEAD: Final = 256 * 1024
 
 
 class RequestBody:

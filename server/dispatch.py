@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVarTuple
+from typing import Final, TypeVarTuple
 
 from ._types import WSGIApplication
 from .exchange import Exchange
@@ -45,7 +45,7 @@ __all__ = ("AppRunner",)
 log = logging.getLogger("muxwsgi.error")
 _Args = TypeVarTuple("_Args")
 #: post_quiet results that wake the loop after all (one wake-up per this many requests).
-_QUIET_BATCH = 64
+_QUIET_BATCH: Final = 64
 
 
 class AppRunner:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVarTuple
+from typing import Any, Final, TypeVarTuple
 
 from .errors import ClientDisconnected
 from .interfaces import Post, Runner, Sink
@@ -43,12 +43,12 @@ __all__ = (
 )
 
 log = logging.getLogger("muxwsgi.error")
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 _Args = TypeVarTuple("_Args")
-_INTERNAL_ERROR_HEAD = ResponseHead(
+_INTERNAL_ERROR_HEAD: Final = ResponseHead(
     500, "Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "21")]
 )
-_INTERNAL_ERROR_BODY = b"Internal Server Error"
+_INTERNAL_ERROR_BODY: Final = b"Internal Server Error"
 
 
 class Cancelled(Exception):
@@ -57,7 +57,7 @@ class Cancelled(Exception):
 
 #: Taken to create a CancelFlag's condition, once per flag that is ever waited on: never on
 #: the path of a request whose application does not wait.
-_CONDITION_CREATION = threading.Lock()
+_CONDITION_CREATION: Final = threading.Lock()
 
 
 class CancelFlag:
@@ -121,7 +121,7 @@ class EmptyInput:
         return iter(())
 
 
-EMPTY_INPUT = EmptyInput()
+EMPTY_INPUT: Final = EmptyInput()
 
 
 class InputStream:

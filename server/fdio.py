@@ -13,25 +13,27 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any, Final
 
 __all__ = ("close", "dup", "write")
 
-_libc = ctypes.PyDLL(None, use_errno=True)
+# Final: compiled (setup.py), these are read from C statics, not the module dict, per call.
+_libc: Final = ctypes.PyDLL(None, use_errno=True)
 # Two prototypes of write(2): from the start of a bytes object (passed as it is), and from an
 # address inside one (what is left after a partial write, without copying it).
-_write = _libc.write
+_write: Final[Any] = _libc.write
 _write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
 _write.restype = ctypes.c_ssize_t
-_write_rest = _libc["write"]  # a second function object: its own prototype
+_write_rest: Final[Any] = _libc["write"]  # a second function object: its own prototype
 _write_rest.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
 _write_rest.restype = ctypes.c_ssize_t
-_close = _libc.close
+_close: Final[Any] = _libc.close
 _close.argtypes = (ctypes.c_int,)
 _close.restype = ctypes.c_int
-_dup = _libc.fcntl
+_dup: Final[Any] = _libc.fcntl
 _dup.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int)
 _dup.restype = ctypes.c_int
-_F_DUPFD_CLOEXEC = 1030
+_F_DUPFD_CLOEXEC: Final = 1030
 
 
 def _error() -> OSError:

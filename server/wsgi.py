@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 __all__ = (
     "MAGIC_VARS",
@@ -31,7 +31,7 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 #: Vars with which uWSGI lets a request load code or open files. We never act on any var, and
 #: we also remove these from the environ so that no uWSGI-aware library acts on them either
 #: (PROTOCOL.md [H-9]).
-MAGIC_VARS = (
+MAGIC_VARS: Final = (
     "UWSGI_FILE",
     "UWSGI_SCRIPT",
     "UWSGI_MODULE",
@@ -48,19 +48,19 @@ MAGIC_VARS = (
 #: Removed from every environ: the magic vars, and the HTTP_ duplicates of CONTENT_LENGTH and
 #: CONTENT_TYPE that nginx's uwsgi_pass sends beside the CGI ones (PEP 3333 forbids them, and
 #: the CGI ones are what count).
-_REMOVED = (*MAGIC_VARS, "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
+_REMOVED: Final = (*MAGIC_VARS, "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE")
 #: CGI vars PEP 3333 requires, with the value a request without them gets.
-_DEFAULTS = (
+_DEFAULTS: Final = (
     ("REQUEST_METHOD", "GET"),
     ("SCRIPT_NAME", ""),
     ("PATH_INFO", ""),
     ("QUERY_STRING", ""),
     ("SERVER_PROTOCOL", "HTTP/1.1"),
 )
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_STATUS = re.compile(r"([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_SECURE = frozenset({"on", "1", "yes", "true"})
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_STATUS: Final = re.compile(r"([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z")
+_BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SECURE: Final = frozenset({"on", "1", "yes", "true"})
 
 
 class HeadersError(ValueError):
@@ -150,9 +150,9 @@ def prepare_environ(
 
 # Applications send the same few status lines and header pairs over and over: remember the
 # ones already checked (bounded; cleared when full) instead of running regexes per response.
-_CACHE_LIMIT = 4096
-_good_status: dict[str, tuple[int, str]] = {}
-_good_headers: set[tuple[str, str]] = set()
+_CACHE_LIMIT: Final = 4096
+_good_status: Final[dict[str, tuple[int, str]]] = {}
+_good_headers: Final[set[tuple[str, str]]] = set()
 
 
 def status_code(status: object) -> tuple[int, str]:

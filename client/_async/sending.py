@@ -9,7 +9,7 @@ maker. Retries follow the client module's docstring.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from muxwsgi import ErrorCode, ResponseReceived
 
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from .._otel import AttemptSpan, ClientSpans
 
 __all__ = ("AsyncSender",)
+
+#: Final: the compiled build reads it from a C static, not the module dict, per request.
+_USE_CLIENT_DEFAULT: Final = USE_CLIENT_DEFAULT
 
 
 class AsyncSender:
@@ -120,7 +123,7 @@ class AsyncSender:
         config = self.config
         counts = self.counts
         counts.requests += 1
-        if timeout is USE_CLIENT_DEFAULT:
+        if timeout is _USE_CLIENT_DEFAULT:
             timeout = config.timeout
         deadline = None if timeout is None else _monotonic() + timeout
         method = method.upper()

@@ -22,6 +22,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import muxwsgi
 from muxwsgi import (
@@ -74,8 +75,12 @@ __all__ = ("MuxConnection", "ResponseBody", "StreamState")
 #: What a stream's inbox holds, in the order the server sent it.
 StreamEvent = ResponseReceived | DataReceived | StreamEnded | StreamReset
 
-_monotonic = time.monotonic
-_READ_SIZE = 1 << 18
+# The names used per request are Final: the compiled build reads a Final name from a C static,
+# and any other global from the module's dict on every use (~130 instructions each). Names
+# imported from the core's package (not compiled) are read from the dict too, so the ones
+# used per request have Final aliases here.
+_monotonic: Final = time.monotonic
+_READ_SIZE: Final = 1 << 18
 #: Frames handled between two chances for the callers to run. A read can bring the answers to
 #: every request in flight; handling them all before any caller sends its next request makes
 #: the client and the server take turns, each idle while the other works (measured: both
@@ -83,11 +88,18 @@ _READ_SIZE = 1 << 18
 #: callers' next requests leave while the rest are still being read: ~1.7x the req/s. Hello
 #: x64 (128 frames a round): slices of 32 and 64 frames both reach ~5x uWSGI classic, 64 with
 #: ~5% less CPU per request on each side; 128 (one slice) is back to taking turns.
-_FRAMES_PER_SLICE = 64
-_KEEPALIVE_PING = b"kpalive!"
+_FRAMES_PER_SLICE: Final = 64
+_KEEPALIVE_PING: Final = b"kpalive!"
 #: While requests with deadlines are in flight, the reader wakes at least this often to expire
 #: them (how late a deadline may fire). Cheaper than a timer per waiting request.
-DEADLINE_TICK = 0.01
+DEADLINE_TICK: Final = 0.01
+_RESPONSE_RECEIVED: Final = ResponseReceived
+_DATA_RECEIVED: Final = DataReceived
+_STREAM_ENDED: Final = StreamEnded
+_STREAM_RESET: Final = StreamReset
+_TIMEOUT_VAR: Final = TIMEOUT_VAR
+_MAX_TIMEOUT_MS: Final = MAX_TIMEOUT_MS
+_deque: Final = deque
 
 
 def open_stream(endpoint: Endpoint, timeout: float | None, config: ClientConfig) -> Stream:
@@ -143,7 +155,7 @@ class StreamState:
 
     def __init__(self, deadline: float | None, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop  # the connection's asyncio loop, or None (see Event)
-        self.inbox: deque[StreamEvent] = deque()
+        self.inbox: deque[StreamEvent] = _deque()
         self.events: Event | None = None  # set when the inbox grows
         self.window: Event | None = None  # set when a send window opens
         self.done = False
@@ -396,15 +408,15 @@ class MuxConnection:
         for event in events:
             # type(event) each time, not once in a variable: mypy narrows the event on it.
             if (
-                type(event) is ResponseReceived
-                or type(event) is DataReceived
-                or type(event) is StreamEnded
+                type(event) is _RESPONSE_RECEIVED
+                or type(event) is _DATA_RECEIVED
+                or type(event) is _STREAM_ENDED
             ):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
                     stream.wake()
-            elif type(event) is StreamReset:
+            elif type(event) is _STREAM_RESET:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.inbox.append(event)
@@ -506,7 +518,7 @@ class MuxConnection:
         if timeout is not None:
             if timeout <= 0:
                 raise RequestTimeout(f"{self.endpoint}: the deadline passed before sending")
-            vars[TIMEOUT_VAR] = str(min(MAX_TIMEOUT_MS, max(1, int(timeout * 1000))))
+            vars[_TIMEOUT_VAR] = str(min(_MAX_TIMEOUT_MS, max(1, int(timeout * 1000))))
         # The body goes with the head (small), or after it as the windows allow (streamed).
         streamed: Iterable[Chunk] | None
         if isinstance(body, bytes):
@@ -545,7 +557,7 @@ class MuxConnection:
         except BaseException as exc:
             self.cancel(sid)
             raise exc  # not a bare raise after an await: see sending.py
-        if type(head) is not ResponseReceived:
+        if type(head) is not _RESPONSE_RECEIVED:
             raise ProtocolViolation(f"{self.endpoint}: stream {sid}: {head!r} before the response")
         return head, state, sid
 
@@ -599,7 +611,7 @@ class MuxConnection:
                 self.cancel(sid)
                 raise RequestTimeout(f"{self.endpoint}: stream {sid}: deadline passed")
         event = inbox.popleft()
-        if isinstance(event, StreamReset):  # not type(): mypy narrows the rest on isinstance
+        if isinstance(event, _STREAM_RESET):  # not type(): mypy narrows the rest on isinstance
             self._forget(sid)
             code = event.error_code
             if code == ErrorCode.REFUSED_STREAM:
@@ -609,7 +621,7 @@ class MuxConnection:
             raise StreamResetError(
                 f"{self.endpoint}: stream {sid} reset by the server: {code.name}", code
             )
-        if type(event) is StreamEnded:
+        if type(event) is _STREAM_ENDED:
             self._forget(sid)
         return event
 
@@ -644,17 +656,17 @@ class MuxConnection:
         """The whole body, if every event up to the end of the stream is already filed (the
         usual case for small responses: no wait, no generator); else None, touching nothing."""
         inbox = state.inbox
-        if not inbox or type(inbox[-1]) is not StreamEnded:
+        if not inbox or type(inbox[-1]) is not _STREAM_ENDED:
             return None
         first = inbox[0]
-        if len(inbox) == 2 and type(first) is DataReceived:
+        if len(inbox) == 2 and type(first) is _DATA_RECEIVED:
             body = first.data  # the usual small body, one DATA then the end: no list, no join
         else:
             chunks = []
             for event in inbox:
-                if type(event) is DataReceived:
+                if type(event) is _DATA_RECEIVED:
                     chunks.append(event.data)
-                elif type(event) is not StreamEnded:
+                elif type(event) is not _STREAM_ENDED:
                     return None
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         inbox.clear()
@@ -697,9 +709,9 @@ class ResponseBody:
                 size, self._unacknowledged = self._unacknowledged, 0
                 conn.consumed(sid, size)
             event = conn.next_event(sid, state, self._deadline)
-            if type(event) is StreamEnded:
+            if type(event) is _STREAM_ENDED:
                 break
-            if type(event) is DataReceived:
+            if type(event) is _DATA_RECEIVED:
                 if not event.end_stream:
                     self._unacknowledged = event.flow_controlled_length
                 if event.data:

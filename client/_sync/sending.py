@@ -10,7 +10,7 @@ maker. Retries follow the client module's docstring.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from muxwsgi import ErrorCode, ResponseReceived
 
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from .._otel import AttemptSpan, ClientSpans
 
 __all__ = ("Sender",)
+
+#: Final: the compiled build reads it from a C static, not the module dict, per request.
+_USE_CLIENT_DEFAULT: Final = USE_CLIENT_DEFAULT
 
 
 class Sender:
@@ -121,7 +124,7 @@ class Sender:
         config = self.config
         counts = self.counts
         counts.requests += 1
-        if timeout is USE_CLIENT_DEFAULT:
+        if timeout is _USE_CLIENT_DEFAULT:
             timeout = config.timeout
         deadline = None if timeout is None else _monotonic() + timeout
         method = method.upper()

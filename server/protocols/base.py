@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import cast
+from typing import Final, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -24,12 +24,12 @@ log = logging.getLogger("muxwsgi.error")
 #: How long a draining worker keeps a connection that has not sent a (next) request yet. It
 #: was accepted before the drain began, so its client expects an answer; one more request is
 #: served (then the connection closes) if it arrives within this time.
-DRAIN_GRACE = 1.0
+DRAIN_GRACE: Final = 1.0
 #: How long a closing connection keeps reading (and dropping) what the peer still sends. Closing
 #: a socket with unread bytes makes the kernel answer with an RST, and an RST can destroy our
 #: last frames (a GOAWAY, the end of a response) before the peer reads them; nginx's
 #: lingering_close exists for the same reason.
-LINGER = 2.0
+LINGER: Final = 2.0
 
 
 class ServerContext:

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Sequence
+from typing import Final
 
 from muxwsgi import Connection as MuxConnection
 from muxwsgi import (
@@ -41,7 +42,7 @@ def parse_allow_from(entries: Sequence[str]) -> list[Network] | None:
 
 
 #: What a plaintext client of a --tls-only socket is told, per protocol.
-_TLS_REQUIRED = "this port requires TLS"
+_TLS_REQUIRED: Final = "this port requires TLS"
 
 
 class DetectProtocol(BaseProtocol):

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -38,11 +38,11 @@ from .uwsgi import error_response
 __all__ = ("HttpProtocol",)
 
 log = logging.getLogger("muxwsgi.error")
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 # Framing is ours to decide; the application's say on these would corrupt it.
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
-_NO_BODY_STATUS = frozenset({204, 304})
-_MAX_PIPELINE = 16
+_HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+_MAX_PIPELINE: Final = 16
 
 
 class _Request:

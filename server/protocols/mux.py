@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 
 from muxwsgi import (
     MAX_STREAM_ID,
@@ -45,18 +46,18 @@ from .scheduler import OutputScheduler
 __all__ = ("MuxProtocol", "connection_config")
 
 log = logging.getLogger("muxwsgi.error")
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
-_TOO_LARGE_HEAD = ResponseHead(
+_TOO_LARGE_HEAD: Final = ResponseHead(
     413, "Content Too Large", [("Content-Type", "text/plain"), ("Content-Length", "23")]
 )
-_TOO_LARGE_BODY = b"Request body too large\n"
+_TOO_LARGE_BODY: Final = b"Request body too large\n"
 #: The payload of the PING that ends the first step of a graceful GOAWAY.
-_DRAIN_PING = b"muxdrain"
+_DRAIN_PING: Final = b"muxdrain"
 #: How long the first step of a graceful GOAWAY waits for the PING's ACK before the final
 #: GOAWAY goes out anyway. The ACK takes one round trip; a client that never answers pings
 #: must not keep a draining worker waiting for it, nor be kept from learning the last stream.
-_DRAIN_PING_TIMEOUT = 2.0
+_DRAIN_PING_TIMEOUT: Final = 2.0
 
 
 def connection_config(config: Config) -> ConnectionConfig:

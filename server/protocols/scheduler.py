@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from muxwsgi import Connection
 
 __all__ = ("OutputScheduler",)
 
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 
 class _Outbox:

@@ -15,7 +15,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from muxwsgi import InvalidVarsError, classic
 
@@ -30,7 +30,7 @@ from .base import BaseProtocol, ServerContext
 __all__ = ("UwsgiProtocol", "render_head", "serve_in_thread")
 
 log = logging.getLogger("muxwsgi.error")
-_monotonic = time.monotonic
+_monotonic: Final = time.monotonic
 
 
 def render_head(protocol: str, head: ResponseHead) -> bytes:
@@ -383,7 +383,7 @@ def serve_in_thread(
 
 #: Responses up to this size are sent with their head in one write; larger bodies are not
 #: copied to be joined to it.
-_JOIN_LIMIT = 64 * 1024
+_JOIN_LIMIT: Final = 64 * 1024
 
 
 class _ThreadSink:
