@@ -94,11 +94,14 @@ class AsyncEvent:
     under other backends, on an anyio.Event.
     """
 
-    __slots__ = ("_flag", "_loop", "_waiters")
+    __slots__ = ("_flag", "_loop", "_others", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._flag = False
-        self._waiters: list[asyncio.Future[None] | anyio.Event] = []
+        #: The waiter, or the first of them: most events have one at most (a request's
+        #: stream), and a slot costs less than a list made, grown and shrunk per wait.
+        self._waiter: asyncio.Future[None] | anyio.Event | None = None
+        self._others: list[asyncio.Future[None] | anyio.Event] | None = None
         #: The asyncio loop waiters run on, when the owner knows it: asyncio's own lookup
         #: calls getpid() every time (its fork check; CPython 3.11), a system call per wait.
         self._loop = loop
@@ -107,12 +110,11 @@ class AsyncEvent:
         if self._flag:
             return
         self._flag = True
-        for waiter in self._waiters:
-            if isinstance(waiter, _Future):
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                waiter.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
+        if self._others:
+            for waiter in self._others:
+                _wake(waiter)
 
     def clear(self) -> None:
         self._flag = False
@@ -131,7 +133,12 @@ class AsyncEvent:
         else:
             waiter = anyio.Event()
             woken = waiter.wait()
-        self._waiters.append(waiter)
+        if self._waiter is None:
+            self._waiter = waiter
+        elif self._others is None:
+            self._others = [waiter]
+        else:
+            self._others.append(waiter)
         try:
             if timeout is None:
                 await woken
@@ -139,11 +146,22 @@ class AsyncEvent:
                 with anyio.move_on_after(max(0.0, timeout)):
                     await woken
         finally:
-            self._waiters.remove(waiter)
+            if self._waiter is waiter:
+                self._waiter = None
+            elif self._others is not None:
+                self._others.remove(waiter)
         # Woken, even if someone cleared it since: not a timeout.
         if isinstance(waiter, _Future):
             return waiter.done() and not waiter.cancelled()
         return waiter.is_set()
+
+
+def _wake(waiter: asyncio.Future[None] | anyio.Event) -> None:
+    if isinstance(waiter, _Future):
+        if not waiter.done():
+            waiter.set_result(None)
+    else:
+        waiter.set()
 
 
 async def async_gather_point() -> None:

@@ -142,41 +142,39 @@ def _certificate_names(
         stream.close()
 
 
-class StreamState:
-    """One request's view of the connection: its events, and who waits for them.
+class StreamState(Event):
+    """One request's view of the connection: its events, and who waits for them. It is itself
+    the event set when its inbox grows (one object per request, not two); the send window's
+    event is made by the first upload that has to wait for it.
 
-    The two events are made by the first caller that has to wait (most small requests find
-    their whole response filed before they look). A waiter makes or clears its event, then
-    checks its condition again; a waker changes the condition, then sets the event if there is
-    one. In that order no wake-up is lost, with tasks or with threads.
+    A waiter clears the event, then checks its condition again; a waker changes the
+    condition, then sets the event. In that order no wake-up is lost, with tasks or with
+    threads.
     """
 
-    __slots__ = ("deadline", "done", "events", "expired", "inbox", "loop", "window")
+    __slots__ = ("deadline", "done", "expired", "inbox", "loop", "window")
 
     def __init__(self, deadline: float | None, loop: asyncio.AbstractEventLoop | None) -> None:
+        super().__init__(loop)
         self.loop = loop  # the connection's asyncio loop, or None (see Event)
         self.inbox: deque[StreamEvent] = _deque()
-        self.events: Event | None = None  # set when the inbox grows
         self.window: Event | None = None  # set when a send window opens
         self.done = False
         self.deadline = deadline
         self.expired = False  # the reader saw the deadline pass (and woke the waiters)
 
     def wake(self) -> None:
-        if self.events is not None:
-            self.events.set()
+        self.set()
 
     def wake_window(self) -> None:
         if self.window is not None:
             self.window.set()
 
     def inbox_event(self) -> Event:
-        """The event to wait on for the inbox, cleared (check the inbox again after this)."""
-        if self.events is None:
-            self.events = Event(self.loop)
-        else:
-            self.events.clear()
-        return self.events
+        """The event to wait on for the inbox (this state), cleared: check the inbox again
+        after this."""
+        self.clear()
+        return self
 
     def window_event(self) -> Event:
         """The event to wait on for the send window, cleared (check again after this)."""

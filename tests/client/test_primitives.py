@@ -1,7 +1,7 @@
 """client/_primitives.py finds the running asyncio loop with ``asyncio._get_running_loop``, a
 private function (asyncio_loop says why). These tests pin that it exists and behaves as used, so
 that a Python that drops or changes it fails here, loudly, rather than in a request. And the sync
-stream writes what it is given once, in both builds."""
+stream writes what it is given once, in both builds; an event wakes every waiter it has."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import threading
 import anyio
 import pytest
 
-from muxwsgi.client._primitives import Stream, asyncio_loop
+from muxwsgi.client._primitives import AsyncEvent, Stream, asyncio_loop
 
 
 def test_asyncio_still_has_the_private_lookup() -> None:
@@ -49,6 +49,40 @@ def test_asyncio_loop_under_uvloop() -> None:
         assert asyncio_loop() is asyncio.get_running_loop()
 
     uvloop.run(inside())
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_event_wakes_every_waiter_whichever_left_before(backend: str) -> None:
+    """The first waiter has a slot of its own, the others a list: set() wakes both, after
+    waiters of each kind left on a timeout (which must not take another's place)."""
+    results: dict[str, bool] = {}
+
+    async def main() -> None:
+        event = AsyncEvent(asyncio_loop())
+
+        async def wait(name: str, timeout: float | None) -> None:
+            results[name] = await event.wait(timeout)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(wait, "first", 0.05)  # the slot's, gone on its timeout
+                group.start_soon(wait, "second", None)
+                group.start_soon(wait, "third", 0.05)  # one of the list's, gone too
+                group.start_soon(wait, "fourth", None)
+                while len(results) < 2:
+                    await anyio.sleep(0.01)
+                group.start_soon(wait, "fifth", None)  # into the free slot
+                await anyio.sleep(0.05)
+                event.set()
+
+    anyio.run(main, backend=backend)
+    assert results == {
+        "first": False,
+        "third": False,
+        "second": True,
+        "fourth": True,
+        "fifth": True,
+    }
 
 
 def test_asyncio_loop_is_none_under_trio() -> None:
