@@ -72,7 +72,8 @@ def test_an_event_wakes_every_waiter_whichever_left_before(backend: str) -> None
                 while len(results) < 2:
                     await anyio.sleep(0.01)
                 group.start_soon(wait, "fifth", None)  # into the free slot
-                await anyio.sleep(0.05)
+                while event._waiter is None:
+                    await anyio.sleep(0.01)
                 event.set()
 
     anyio.run(main, backend=backend)
